@@ -1,0 +1,116 @@
+"""One Settings object, built at the entry point and passed down (nothing reads the env at import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFICIAL_TELEGRAM_API = "https://api.telegram.org"
+OFFICIAL_GOOGLE_API = "https://www.googleapis.com/"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUTODISPATCH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Telegram
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base: str = OFFICIAL_TELEGRAM_API
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_url: str | None = None  # public URL Telegram should call (webhook mode)
+
+    # Google Calendar
+    google_api_endpoint: str = OFFICIAL_GOOGLE_API
+    google_service_account_file: Path | None = None
+    event_duration_minutes: int = Field(default=60, ge=5, le=24 * 60)
+
+    # Data
+    database_url: SecretStr | None = None  # None: embedded PostgreSQL under data_dir
+    # The role the app connects as (not owner, superuser nor BYPASSRLS); created by migrations
+    # on embedded Postgres. With an external DATABASE_URL that URL is used for both.
+    app_database_url: SecretStr | None = None
+
+    # Temporal
+    temporal_address: str | None = None  # None: embedded dev server
+    temporal_namespace: str = "default"
+    temporal_api_key: SecretStr | None = None
+    temporal_tls: bool = False
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_task_queue: str = "autodispatch"
+    temporal_grpc_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    # Process
+    data_dir: Path = Path(".data")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = "INFO"
+    default_time_zone: str = "Europe/Moscow"
+
+    # Optional LLM fallback for orders the rules cannot resolve (off unless set)
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "gpt-4o-mini"
+
+    @field_validator("telegram_api_base", "google_api_endpoint")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("google_service_account_file")
+    @classmethod
+    def _sa_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file {v} does not exist")
+        return v
+
+    # Derived views -----------------------------------------------------------------
+    @property
+    def telegram_configured(self) -> bool:
+        return self.telegram_bot_token is not None
+
+    @property
+    def google_is_official(self) -> bool:
+        return "googleapis.com" in self.google_api_endpoint
+
+    @property
+    def google_configured(self) -> bool:
+        """Real Google needs credentials; any other host (an emulator) may go without."""
+        return self.google_service_account_file is not None or not self.google_is_official
+
+    @property
+    def calendar_api_root(self) -> str:
+        """The root URL google-api-python-client wants as api_endpoint (…/calendar/v3/)."""
+        root = self.google_api_endpoint.rstrip("/") + "/"
+        return root if root.endswith("calendar/v3/") else root + "calendar/v3/"
+
+
+class SettingsError(SystemExit):
+    """A broken config: one clear line naming the setting, then exit code 2."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "AUTODISPATCH_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+        raise SettingsError(f"configuration error: {name}: {err['msg']}") from None

@@ -1,0 +1,58 @@
+"""What the bot edge hands to Temporal: one Telegram update, reduced to what the flow needs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+MessageKind = Literal["text", "command", "unsupported", "callback"]
+
+
+class TelegramUpdateReceived(BaseModel):
+    """MainWorkflow's input. The workflow id is derived from bot_id and update_id."""
+
+    bot_id: int
+    update_id: int
+    chat_id: int
+    message_id: int | None = None
+    text: str = ""
+    kind: MessageKind = "text"
+    sender_name: str | None = None
+    language_code: str | None = None
+    received_at: datetime
+    edited: bool = False
+    callback_data: str | None = None
+    callback_query_id: str | None = None
+
+
+def main_workflow_id(bot_id: int, update_id: int) -> str:
+    """Deterministic: a redelivered update maps to the same workflow and never runs twice."""
+    return f"tg-{bot_id}-{update_id}"
+
+
+class SendReplyInput(BaseModel):
+    """A reply through the outbox: (workflow_id, step) is sent at most once."""
+
+    tenant_id: str
+    workflow_id: str
+    step: str
+    chat_id: int
+    text: str
+    reply_to_message_id: int | None = None
+    # Inline keyboard rows: [[{"text": "...", "callback_data": "..."}]]
+    buttons: list[list[dict[str, str]]] | None = None
+
+
+class ReplySent(BaseModel):
+    message_id: int | None = None
+    already_sent: bool = False
+
+
+class DriverAnswer(BaseModel):
+    """Signal to a MainWorkflow waiting for the driver to complete or cancel an order."""
+
+    text: str
+    message_id: int | None = None
+    update_workflow_id: str | None = None
