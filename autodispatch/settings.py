@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     temporal_task_queue: str = "autodispatch"
     temporal_grpc_port: int = 7233
     temporal_ui_port: int = 8233
+    postgres_port: int = 55432  # embedded PostgreSQL (loopback only)
 
     # Process
     data_dir: Path = Path(".data")
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     http_port: int = 8080
     log_level: str = "INFO"
     default_time_zone: str = "Europe/Moscow"
+
+    # Sandbox mode (no Telegram token / no Google credentials): the project's emulators on these ports.
+    sandbox_telegram_port: int = 8081
+    sandbox_google_port: int = 8082
 
     # Optional LLM fallback for orders the rules cannot resolve (off unless set)
     llm_base_url: str | None = None

@@ -19,6 +19,7 @@ class Calendar2AutoInput(BaseModel):
     original_text: str = ""
     driver_name: str = ""
     duration_minutes: int = 60
+    language: str = "ru"
 
 
 class CreateEventInput(BaseModel):
@@ -31,6 +32,7 @@ class CreateEventInput(BaseModel):
     order: ParsedOrder
     original_text: str = ""
     duration_minutes: int = 60
+    language: str = "ru"
 
 
 class CalendarEvent(BaseModel):

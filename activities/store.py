@@ -1,0 +1,109 @@
+"""Postgres activities: the whitelist, the audit log, orders and open questions."""
+
+from __future__ import annotations
+
+import asyncpg
+from temporalio import activity
+
+from autodispatch.db import system_tx, tenant_tx
+from schemas.driver import Driver, DriverLookup, LookupDriverInput
+from schemas.store import FinishStepInput, QuestionInput
+
+
+class StoreActivities:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @activity.defn(name="lookup_driver")
+    async def lookup_driver(self, req: LookupDriverInput) -> DriverLookup:
+        # The chat is all we know: resolving it crosses tenants, so it runs in the system context.
+        async with system_tx(self.pool) as conn:
+            row = await conn.fetchrow(
+                """SELECT d.tenant_id, d.chat_id, d.driver_name, d.calendar_id, d.time_zone, d.status,
+                          t.currency, t.task_queue, t.status AS tenant_status, q.workflow_id AS question
+                     FROM drivers d JOIN tenants t USING (tenant_id)
+                     LEFT JOIN open_questions q ON q.tenant_id = d.tenant_id AND q.chat_id = d.chat_id
+                    WHERE d.chat_id = $1""",
+                req.chat_id,
+            )
+        if row is None:
+            return DriverLookup()
+        status = row["status"] if row["tenant_status"] == "active" else "disabled"
+        driver = Driver(
+            tenant_id=row["tenant_id"],
+            chat_id=row["chat_id"],
+            driver_name=row["driver_name"],
+            calendar_id=row["calendar_id"],
+            time_zone=row["time_zone"],
+            status=status,
+            currency=row["currency"],
+            task_queue=row["task_queue"],
+        )
+        return DriverLookup(driver=driver, pending_question_workflow_id=row["question"])
+
+    @activity.defn(name="finish_step")
+    async def finish_step(self, req: FinishStepInput) -> int:
+        """Write audit rows (once per workflow step) and upsert the order, in one transaction per tenant."""
+        written = 0
+        tenants = {e.tenant_id for e in req.audit} | ({req.order.tenant_id} if req.order else set())
+        for tenant_id in sorted(tenants):
+            async with tenant_tx(self.pool, tenant_id) as conn:
+                rows = [e for e in req.audit if e.tenant_id == tenant_id]
+                if rows:
+                    # No RETURNING and no conflict target: either would need the audit log to be
+                    # readable, and it is readable only in the system context.
+                    status = await conn.execute(
+                        """INSERT INTO audit_log
+                               (tenant_id, workflow_id, step, action, chat_id, order_id, outcome, details)
+                           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                                $5::bigint[], $6::text[], $7::text[], $8::jsonb[])
+                           ON CONFLICT DO NOTHING""",
+                        [e.tenant_id for e in rows],
+                        [e.workflow_id for e in rows],
+                        [e.step for e in rows],
+                        [e.action for e in rows],
+                        [e.chat_id for e in rows],
+                        [e.order_id for e in rows],
+                        [e.outcome for e in rows],
+                        [e.details for e in rows],
+                    )
+                    written += int(status.split()[-1])
+                if req.order and req.order.tenant_id == tenant_id:
+                    o, p = req.order, req.order.order
+                    await conn.execute(
+                        """INSERT INTO orders (tenant_id, order_id, chat_id, workflow_id, status, pickup_at,
+                               pickup_address, dropoff_address, price_amount, price_currency, client_name,
+                               client_phone, flight_number, calendar_id, event_id, html_link, original_text)
+                           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
+                           ON CONFLICT (tenant_id, order_id) DO UPDATE SET
+                               status = EXCLUDED.status, pickup_at = EXCLUDED.pickup_at,
+                               pickup_address = EXCLUDED.pickup_address,
+                               dropoff_address = EXCLUDED.dropoff_address,
+                               price_amount = EXCLUDED.price_amount,
+                               price_currency = EXCLUDED.price_currency,
+                               client_name = EXCLUDED.client_name, client_phone = EXCLUDED.client_phone,
+                               flight_number = EXCLUDED.flight_number, event_id = EXCLUDED.event_id,
+                               html_link = EXCLUDED.html_link, updated_at = now()""",
+                        o.tenant_id, o.order_id, o.chat_id, o.workflow_id, o.status, p.pickup_at,
+                        p.pickup_address, p.dropoff_address, p.price_amount, p.price_currency,
+                        p.client_name, p.client_phone, p.flight_number, o.calendar_id, o.event_id,
+                        o.html_link, o.original_text,
+                    )  # fmt: skip
+        return written
+
+    @activity.defn(name="set_open_question")
+    async def set_open_question(self, req: QuestionInput) -> None:
+        async with tenant_tx(self.pool, req.tenant_id) as conn:
+            if req.open:
+                # A newer question replaces an older one: the driver answers the latest.
+                await conn.execute(
+                    """INSERT INTO open_questions (tenant_id, chat_id, workflow_id) VALUES ($1, $2, $3)
+                       ON CONFLICT (tenant_id, chat_id) DO UPDATE
+                       SET workflow_id = EXCLUDED.workflow_id, asked_at = now()""",
+                    req.tenant_id, req.chat_id, req.workflow_id,
+                )  # fmt: skip
+            else:
+                await conn.execute(
+                    "DELETE FROM open_questions WHERE tenant_id = $1 AND chat_id = $2 AND workflow_id = $3",
+                    req.tenant_id, req.chat_id, req.workflow_id,
+                )  # fmt: skip

@@ -1,0 +1,104 @@
+"""Telegram I/O through an outbox: each (workflow, step) reply is sent at most once.
+
+The outbox row is locked for the duration of the send, so a retried attempt waits for the first one
+and then sees it sent; a worker crash after the send, or an operator's reset/replay, finds the row
+marked sent and does not send again. The only window left is a crash between Telegram's answer and
+our commit (milliseconds); the Bot API offers no way to ask whether a message went out.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import asyncpg
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from autodispatch.db import tenant_tx
+from autodispatch.texts import fit_telegram
+from schemas.telegram import ReplySent, SendReplyInput
+
+
+def _keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
+    if not rows:
+        return None
+    return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(**b) for b in row] for row in rows])
+
+
+class TelegramActivities:
+    def __init__(self, bot: Bot, pool: asyncpg.Pool) -> None:
+        self.bot = bot
+        self.pool = pool
+
+    @activity.defn(name="send_reply")
+    async def send_reply(self, req: SendReplyInput) -> ReplySent:
+        text = fit_telegram(req.text)
+        async with tenant_tx(self.pool, req.tenant_id) as conn:
+            await conn.execute(
+                """INSERT INTO outbox (tenant_id, workflow_id, step, chat_id, text) VALUES ($1, $2, $3, $4, $5)
+                   ON CONFLICT (tenant_id, workflow_id, step) DO NOTHING""",
+                req.tenant_id, req.workflow_id, req.step, req.chat_id, text,
+            )  # fmt: skip
+            row = await conn.fetchrow(
+                """SELECT status, telegram_message_id FROM outbox
+                    WHERE tenant_id = $1 AND workflow_id = $2 AND step = $3 FOR UPDATE""",
+                req.tenant_id, req.workflow_id, req.step,
+            )  # fmt: skip
+            assert row is not None
+            if row["status"] == "sent":
+                return ReplySent(message_id=row["telegram_message_id"], already_sent=True)
+            message_id = await self._send(req, text)
+            await conn.execute(
+                """UPDATE outbox SET status = 'sent', telegram_message_id = $4, sent_at = now()
+                    WHERE tenant_id = $1 AND workflow_id = $2 AND step = $3""",
+                req.tenant_id, req.workflow_id, req.step, message_id,
+            )  # fmt: skip
+        return ReplySent(message_id=message_id)
+
+    async def _send(self, req: SendReplyInput, text: str) -> int:
+        reply_to = (
+            ReplyParameters(message_id=req.reply_to_message_id, allow_sending_without_reply=True)
+            if req.reply_to_message_id
+            else None
+        )
+        try:
+            msg = await self.bot.send_message(
+                chat_id=req.chat_id,
+                text=text,
+                reply_parameters=reply_to,
+                reply_markup=_keyboard(req.buttons),
+            )
+        except TelegramRetryAfter as exc:
+            # Telegram names the wait; retry exactly then rather than on our own backoff.
+            raise ApplicationError(
+                f"Telegram rate limit, retry after {exc.retry_after}s",
+                type="TelegramRetryAfter",
+                next_retry_delay=timedelta(seconds=exc.retry_after),
+            ) from exc
+        except TelegramForbiddenError as exc:
+            raise ApplicationError(
+                f"the driver blocked the bot or left the chat: {exc.message}",
+                type="TelegramForbidden",
+                non_retryable=True,
+            ) from exc
+        except (TelegramBadRequest, TelegramNotFound) as exc:
+            raise ApplicationError(
+                f"Telegram rejected the message: {exc.message}", type="TelegramBadRequest", non_retryable=True
+            ) from exc
+        except TelegramUnauthorizedError as exc:
+            raise ApplicationError(
+                "Telegram does not accept the bot token (AUTODISPATCH_TELEGRAM_BOT_TOKEN)",
+                type="TelegramUnauthorized",
+                non_retryable=True,
+            ) from exc
+        # Network errors and 5xx (TelegramNetworkError, TelegramServerError) propagate: retried.
+        return msg.message_id

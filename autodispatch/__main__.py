@@ -1,0 +1,5 @@
+import sys
+
+from autodispatch.cli import main
+
+sys.exit(main())

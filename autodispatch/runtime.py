@@ -1,0 +1,98 @@
+"""Resolving where the running stack is, for the commands that join it (worker, bot, CLI admin)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+
+from autodispatch import db
+from autodispatch.embedded import PG_DATABASE, EmbeddedPostgres, port_is_open
+from autodispatch.settings import Settings, SettingsError
+
+
+@dataclass
+class SandboxEndpoints:
+    telegram: str | None
+    google: str | None
+    token: str | None
+    chat_id: int | None
+    calendar_id: str | None
+
+
+def read_sandbox(settings: Settings) -> SandboxEndpoints | None:
+    path = settings.data_dir / "run" / "sandbox.json"
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text())
+    return SandboxEndpoints(
+        info.get("telegram"),
+        info.get("google"),
+        info.get("token"),
+        info.get("chat_id"),
+        info.get("calendar_id"),
+    )
+
+
+def telegram_endpoint(settings: Settings) -> tuple[str, str]:
+    """(token, api base): configured ones, else the sandbox emulator `up` started."""
+    if settings.telegram_bot_token is not None:
+        return settings.telegram_bot_token.get_secret_value(), settings.telegram_api_base
+    sandbox = read_sandbox(settings)
+    if sandbox and sandbox.telegram and sandbox.token:
+        return sandbox.token, sandbox.telegram
+    raise SettingsError(
+        "configuration error: AUTODISPATCH_TELEGRAM_BOT_TOKEN: not set (and no sandbox from `autodispatch up` found)"
+    )
+
+
+def calendar_root(settings: Settings) -> str:
+    if settings.google_configured:
+        return settings.calendar_api_root
+    sandbox = read_sandbox(settings)
+    if sandbox and sandbox.google:
+        return sandbox.google + "/calendar/v3/"
+    raise SettingsError(
+        "configuration error: AUTODISPATCH_GOOGLE_SERVICE_ACCOUNT_FILE: not set (and no sandbox from `up` found)"
+    )
+
+
+def dsns(settings: Settings) -> tuple[str, str]:
+    """(owner DSN for migrations, application DSN)."""
+    if settings.database_url is not None:
+        owner = settings.database_url.get_secret_value()
+        return owner, settings.app_database_url.get_secret_value() if settings.app_database_url else owner
+    host, port = "127.0.0.1", settings.postgres_port
+    return (
+        f"postgresql://postgres@{host}:{port}/{PG_DATABASE}",
+        f"postgresql://{db.APP_ROLE}@{host}:{port}/{PG_DATABASE}",
+    )
+
+
+@asynccontextmanager
+async def admin_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool as the application role. On embedded defaults, starts PostgreSQL for the command if `up`
+    is not running, applies migrations, and stops it afterwards."""
+    embedded: EmbeddedPostgres | None = None
+    if settings.database_url is None and not port_is_open("127.0.0.1", settings.postgres_port):
+        embedded = EmbeddedPostgres(settings.data_dir, port=settings.postgres_port)
+        embedded.start()
+    owner, app = dsns(settings)
+    try:
+        try:
+            await db.migrate(owner)
+            pool = await db.create_pool(app, max_size=4)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise SettingsError(
+                f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}"
+            ) from exc
+        try:
+            yield pool
+        finally:
+            await pool.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()

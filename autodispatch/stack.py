@@ -1,0 +1,333 @@
+"""`autodispatch up`: the whole stack, embedded defaults for whatever is not configured.
+
+Each component is started only if its setting does not point elsewhere: no DATABASE_URL → embedded
+PostgreSQL; no TEMPORAL_ADDRESS → the Temporal dev server; no bot token → the Telegram emulator; no
+Google credentials on the official endpoint → the Calendar emulator (sandbox mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiogram import Bot
+from aiohttp import web
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.calendar import CalendarService
+from autodispatch import db
+from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
+from autodispatch.settings import Settings, SettingsError
+from autodispatch.temporal import connect
+from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
+from bot.edge import ChatRouting, TemporalEdge
+from bot.polling import poll_updates
+from bot.server import WEBHOOK_PATH, Health, add_health_route, add_webhook_route
+from workers.worker import build_worker
+
+log = logging.getLogger(__name__)
+
+SANDBOX_TOKEN = "1000000001:sandbox-token-not-a-secret"
+SANDBOX_TENANT = "demo"
+SANDBOX_CHAT_ID = 1000001
+SANDBOX_CALENDAR = "demo-driver@sandbox.autodispatch.local"
+
+
+@dataclass
+class SandboxInfo:
+    telegram: str | None = None
+    google: str | None = None
+    token: str | None = None
+    chat_id: int = SANDBOX_CHAT_ID
+    calendar_id: str = SANDBOX_CALENDAR
+    http: str | None = None
+    temporal_ui: str | None = None
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.__dict__, indent=2))
+
+
+def sandbox_file(settings: Settings) -> Path:
+    return settings.data_dir / "run" / "sandbox.json"
+
+
+async def connect_with_retry(settings: Settings, address: str | None = None, timeout: float = 60.0) -> Client:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await connect(settings, address)
+        except RuntimeError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise SettingsError(
+                    f"cannot reach Temporal at {address or settings.temporal_address}: {exc}"
+                ) from exc
+            await asyncio.sleep(0.3)
+
+
+@dataclass
+class Stack:
+    """Starts what `up` needs; every part can be turned off so tests and `worker`/`bot` reuse it."""
+
+    settings: Settings
+    run_worker: bool = True
+    run_bot: bool = True
+    durable_postgres: bool = True
+    announce: bool = True
+
+    health: Health = field(default_factory=Health)
+    postgres: EmbeddedPostgres | None = None
+    temporal: EmbeddedTemporal | None = None
+    client: Client | None = None
+    pool: asyncpg.Pool | None = None
+    owner_dsn: str = ""
+    app_dsn: str = ""
+    bot: Bot | None = None
+    calendar: CalendarService | None = None
+    telegram_emulator: Any = None
+    google_emulator: Any = None
+    sandbox: SandboxInfo = field(default_factory=SandboxInfo)
+    _worker: Worker | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _executor: Any = None
+    _http: web.AppRunner | None = None
+    http_app: web.Application | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.health.set("postgres", False)
+        self.health.set("temporal", False)
+        await self._start_postgres()
+        await self._start_temporal()
+        await self._start_emulators()
+        self.calendar = CalendarService.from_settings(
+            self.sandbox.google + "/calendar/v3/" if self.sandbox.google else s.calendar_api_root,
+            s.google_service_account_file,
+        )
+        token = self.sandbox.token or (
+            s.telegram_bot_token.get_secret_value() if s.telegram_bot_token else None
+        )
+        api_base = self.sandbox.telegram or s.telegram_api_base
+        assert token is not None
+        self.bot = make_bot(token, api_base)
+        if self.sandbox.telegram or self.sandbox.google:
+            await self._seed_sandbox()
+        if self.run_worker:
+            await self._start_worker()
+        self.http_app = web.Application()
+        add_health_route(self.http_app, self.health)
+        if self.run_bot:
+            await self._start_bot()
+        await self._start_http()
+        if self.announce:
+            self._announce()
+
+    async def _start_postgres(self) -> None:
+        s = self.settings
+        if s.database_url is None:
+            self.postgres = EmbeddedPostgres(s.data_dir, port=s.postgres_port, durable=self.durable_postgres)
+            self.postgres.start()
+            self.owner_dsn, self.app_dsn = self.postgres.owner_dsn, self.postgres.app_dsn
+        else:
+            self.owner_dsn = s.database_url.get_secret_value()
+            self.app_dsn = s.app_database_url.get_secret_value() if s.app_database_url else self.owner_dsn
+        try:
+            await db.migrate(self.owner_dsn)
+            self.pool = await db.create_pool(self.app_dsn, max_size=20)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise SettingsError(
+                f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}"
+            ) from exc
+        self.health.set("postgres", True)
+
+    async def _start_temporal(self) -> None:
+        s = self.settings
+        address = s.temporal_address
+        if address is None:
+            self.temporal = EmbeddedTemporal(
+                s.data_dir,
+                port=s.temporal_grpc_port,
+                ui_port=s.temporal_ui_port,
+                namespace=s.temporal_namespace,
+            )
+            self.temporal.start()
+            address = self.temporal.address
+            self.sandbox.temporal_ui = self.temporal.ui_url
+        self.client = await connect_with_retry(s, address)
+        self.health.set("temporal", True)
+
+    async def _start_emulators(self) -> None:
+        s = self.settings
+        host = s.http_host
+        if not s.telegram_configured:
+            from emulators.telegram import TelegramEmulator
+
+            self.telegram_emulator = TelegramEmulator()
+            self.sandbox.telegram = await self.telegram_emulator.start(
+                host=host, port=s.sandbox_telegram_port
+            )
+            self.sandbox.token = SANDBOX_TOKEN
+        if not s.google_configured:
+            from emulators.google import GoogleEmulator
+
+            self.google_emulator = GoogleEmulator()
+            self.sandbox.google = await self.google_emulator.start(host=host, port=s.sandbox_google_port)
+
+    async def _seed_sandbox(self) -> None:
+        """A demo tenant and driver, so `autodispatch chat` works on a fresh machine."""
+        assert self.pool is not None
+        if self.google_emulator is not None:
+            self.google_emulator.create_calendar(
+                SANDBOX_CALENDAR, owner="demo@sandbox.local", time_zone="Europe/Moscow"
+            )
+        async with db.system_tx(self.pool) as conn:
+            await conn.execute(
+                "INSERT INTO tenants (tenant_id, name, time_zone, currency) VALUES ($1, $1, 'Europe/Moscow', 'RUB')"
+                " ON CONFLICT DO NOTHING",
+                SANDBOX_TENANT,
+            )
+            await conn.execute(
+                """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status)
+                   VALUES ($1, $2, 'Demo Driver', $3, 'Europe/Moscow', 'active') ON CONFLICT DO NOTHING""",
+                SANDBOX_TENANT, SANDBOX_CHAT_ID, SANDBOX_CALENDAR,
+            )  # fmt: skip
+
+    async def _start_worker(self) -> None:
+        assert self.client and self.pool and self.bot and self.calendar
+        self._worker, self._executor = build_worker(
+            self.client,
+            self.settings.temporal_task_queue,
+            pool=self.pool,
+            bot=self.bot,
+            calendar=self.calendar,
+        )
+        self._tasks.append(asyncio.create_task(self._worker.run(), name="worker"))
+        self.health.set("worker", True)
+
+    async def _start_bot(self) -> None:
+        assert self.client and self.bot and self.http_app is not None
+        s = self.settings
+        edge = TemporalEdge(self.client, s.temporal_task_queue, ChatRouting(self.pool))
+        dp = build_dispatcher(edge)
+        self.health.set("bot", False)
+        if s.telegram_mode == "webhook":
+            secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
+            if secret is None:
+                if not self.sandbox.telegram:
+                    raise SettingsError(
+                        "configuration error: AUTODISPATCH_TELEGRAM_WEBHOOK_SECRET: required in webhook mode"
+                    )
+                secret = secrets.token_urlsafe(24)
+            add_webhook_route(self.http_app, dp=dp, bot=self.bot, secret=secret)
+            url = s.telegram_webhook_url or f"http://{s.http_host}:{s.http_port}{WEBHOOK_PATH}"
+            await self.bot.set_webhook(
+                url=url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
+            )
+        else:
+            stop = asyncio.Event()
+            self._stop_polling = stop
+            self._tasks.append(asyncio.create_task(poll_updates(dp, self.bot, stop), name="polling"))
+        me = await self.bot.get_me()
+        log.info("bot @%s (%s) in %s mode", me.username, me.id, s.telegram_mode)
+        self.health.set("bot", True)
+
+    async def _start_http(self) -> None:
+        assert self.http_app is not None
+        self._http = web.AppRunner(self.http_app, access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.settings.http_host, self.settings.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise SettingsError(f"configuration error: AUTODISPATCH_HTTP_PORT: {exc}") from exc
+        self.sandbox.http = f"http://{self.settings.http_host}:{self.settings.http_port}"
+        self.health.set("http", True)
+        if self.sandbox.telegram or self.sandbox.google:
+            self.sandbox.write(sandbox_file(self.settings))
+
+    def _announce(self) -> None:
+        lines = []
+        if self.sandbox.telegram or self.sandbox.google:
+            fake = [
+                n
+                for n, u in (("Telegram", self.sandbox.telegram), ("Google Calendar", self.sandbox.google))
+                if u
+            ]
+            lines += [
+                f"SANDBOX MODE: no credentials configured for {' and '.join(fake)}; using the built-in emulators.",
+                f"  demo tenant {SANDBOX_TENANT!r}, driver chat {SANDBOX_CHAT_ID}, calendar {SANDBOX_CALENDAR}",
+                '  talk to the bot:  autodispatch chat "завтра 9:30 Внуково → Тверская 7, 2500₽"',
+            ]
+        if self.sandbox.temporal_ui:
+            lines.append(f"Temporal UI:  {self.sandbox.temporal_ui}")
+        lines.append(f"Health:       {self.sandbox.http}/healthz")
+        lines.append("Stop with Ctrl-C.")
+        print("\n".join(lines), flush=True)
+
+    async def stop(self) -> None:
+        for name in list(self.health.components):
+            self.health.set(name, False)
+        stop_polling = getattr(self, "_stop_polling", None)
+        if stop_polling is not None:
+            stop_polling.set()
+        for task in self._tasks:
+            if task.get_name() == "polling":
+                task.cancel()
+        if self._worker is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._worker.shutdown(), timeout=20)
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._http is not None:
+            await self._http.cleanup()
+        if self.bot is not None:
+            await self.bot.session.close()
+        for emulator in (self.telegram_emulator, self.google_emulator):
+            if emulator is not None:
+                await emulator.stop()
+        if self.pool is not None:
+            await self.pool.close()
+        if self.temporal is not None:
+            self.temporal.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    async def __aenter__(self) -> Stack:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def run_until_signalled(stack: Stack) -> None:
+    """Run until SIGINT/SIGTERM; a dying worker task ends the run too (and is reported)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with stack:
+        waiters = [asyncio.create_task(stop.wait())] + list(stack._tasks)
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiters[0] and task.exception() is not None:
+                log.error("component %s failed: %s", task.get_name(), task.exception())
+        print("stopping…", flush=True)

@@ -1,0 +1,26 @@
+"""The aiogram Dispatcher: one Router per handler module, the edge injected into handlers."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from bot.edge import TemporalEdge
+from bot.handlers import commands, orders, other
+
+# Updates the flows handle; anything else Telegram need not send us.
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+
+def build_dispatcher(edge: TemporalEdge) -> Dispatcher:
+    dp = Dispatcher(edge=edge)
+    # Order matters: commands before free text, the catch-all last.
+    dp.include_routers(commands.router, orders.router, other.router)
+    return dp
+
+
+def make_bot(token: str, api_base: str) -> Bot:
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
+    return Bot(token=token, session=session, default=DefaultBotProperties())

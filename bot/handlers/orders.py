@@ -1,0 +1,21 @@
+"""Order texts: a message's text, or a photo's caption, forwarded or typed."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.types import Message, Update
+
+from bot.edge import TemporalEdge
+from bot.handlers.convert import received_from
+
+router = Router(name="orders")
+
+
+@router.message(F.text)
+async def on_text(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
+    await edge.hand_over(received_from(bot.id, event_update, message, "text", message.text or ""))
+
+
+@router.message(F.caption)
+async def on_caption(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
+    await edge.hand_over(received_from(bot.id, event_update, message, "text", message.caption or ""))

@@ -1,0 +1,85 @@
+"""Session fixtures: each real server starts once per test session, never per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from autodispatch import admin, db
+from autodispatch.embedded import EmbeddedPostgres, free_port, temporal_test_server_path
+from schemas.driver import Driver
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="autodispatch-tests-"))
+    os.chmod(path, 0o755)  # the embedded postgres system user must traverse it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=temporal_test_server_path(), data_converter=pydantic_data_converter
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4()}"
+
+
+@dataclass
+class Postgres:
+    owner_dsn: str
+    app_dsn: str
+    pool: asyncpg.Pool
+
+
+@pytest_asyncio.fixture(scope="session")
+async def postgres(session_dir: Path) -> AsyncIterator[Postgres]:
+    """Embedded PostgreSQL, migrated, with a pool as the application role (RLS applies)."""
+    server = EmbeddedPostgres(session_dir / "pg", port=free_port(), durable=False)
+    server.start()
+    try:
+        await db.migrate(server.owner_dsn)
+        pool = await db.create_pool(server.app_dsn, max_size=20)
+        try:
+            yield Postgres(server.owner_dsn, server.app_dsn, pool)
+        finally:
+            await pool.close()
+    finally:
+        server.stop()
+
+
+def unique_chat_id() -> int:
+    return 10**9 + uuid.uuid4().int % 10**9
+
+
+async def add_driver(pool: asyncpg.Pool, calendar_id: str, tenant: str | None = None, **kw: object) -> Driver:
+    """A fresh tenant and driver per test: tests never see each other's rows."""
+    tenant = tenant or f"t-{uuid.uuid4().hex[:10]}"
+    row = await admin.add_driver(
+        pool, tenant=tenant, chat_id=int(kw.pop("chat_id", unique_chat_id())), calendar_id=calendar_id,
+        name=str(kw.pop("name", "Test Driver")), time_zone=str(kw.pop("time_zone", "Europe/Moscow")),
+    )  # fmt: skip
+    return Driver(**{k: row[k] for k in ("tenant_id", "chat_id", "driver_name", "calendar_id", "time_zone", "status")})

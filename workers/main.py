@@ -1,0 +1,39 @@
+"""`autodispatch worker [--tenant ID]`: a worker process joining a running stack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from activities.calendar import CalendarService
+from autodispatch import db
+from autodispatch.runtime import calendar_root, dsns, telegram_endpoint
+from autodispatch.settings import Settings
+from autodispatch.stack import connect_with_retry
+from bot.dispatcher import make_bot
+from workers.worker import build_worker
+
+log = logging.getLogger(__name__)
+
+
+async def run_worker(settings: Settings, task_queue: str) -> None:
+    token, api_base = telegram_endpoint(settings)
+    calendar = CalendarService.from_settings(calendar_root(settings), settings.google_service_account_file)
+    _, app_dsn = dsns(settings)
+    pool = await db.create_pool(app_dsn, max_size=20)
+    bot = make_bot(token, api_base)
+    client = await connect_with_retry(settings)
+    worker, executor = build_worker(client, task_queue, pool=pool, bot=bot, calendar=calendar)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"worker polling task queue {task_queue!r}", flush=True)
+    try:
+        async with worker:
+            await stop.wait()
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+        await bot.session.close()
+        await pool.close()

@@ -1,0 +1,64 @@
+"""The worker: builds the clients (Postgres pool, Telegram bot, Calendar service) and registers the
+bound activity methods next to the workflows."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Sequence
+
+import asyncpg
+from aiogram import Bot
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.calendar import CalendarActivities, CalendarService
+from activities.parsing import ParseActivities
+from activities.store import StoreActivities
+from activities.telegram import TelegramActivities
+from workflows.calendar2auto import Calendar2AutoWorkflow
+from workflows.main import MainWorkflow
+
+WORKFLOWS: Sequence[type] = (MainWorkflow, Calendar2AutoWorkflow)
+
+
+def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService) -> list:
+    store = StoreActivities(pool)
+    telegram = TelegramActivities(bot, pool)
+    cal = CalendarActivities(calendar)
+    parse = ParseActivities()
+    return [
+        store.lookup_driver,
+        store.finish_step,
+        store.set_open_question,
+        telegram.send_reply,
+        cal.create_event,
+        parse.parse_order,
+    ]
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    *,
+    pool: asyncpg.Pool,
+    bot: Bot,
+    calendar: CalendarService,
+    activity_threads: int = 16,
+    max_concurrent_activities: int = 200,
+    max_cached_workflows: int = 2000,
+) -> tuple[Worker, concurrent.futures.ThreadPoolExecutor]:
+    """A worker for `task_queue`; the caller owns (and shuts down) the returned thread pool."""
+    # google-api-python-client is synchronous: its activity runs on these threads.
+    executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=activity_threads, thread_name_prefix="calendar"
+    )
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=build_activities(pool, bot, calendar),
+        activity_executor=executor,
+        max_concurrent_activities=max_concurrent_activities,
+        max_cached_workflows=max_cached_workflows,
+    )
+    return worker, executor

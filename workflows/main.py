@@ -1,0 +1,306 @@
+"""The "main" flow: one Telegram update → whitelist → parse → CALENDAR 2 AUTO → reply → audit.
+
+Every outcome (unknown chat, disabled driver, chatter, a missing field, a calendar that is not
+shared) ends with a clear reply and audit rows, never with a failed workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import Priority
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.parsing import ParseActivities
+    from activities.store import StoreActivities
+    from activities.telegram import TelegramActivities
+    from autodispatch import texts
+    from autodispatch.db import SYSTEM_TENANT
+    from schemas.audit import AuditEntry
+    from schemas.calendar import Calendar2AutoInput, CalendarEvent
+    from schemas.driver import Driver, DriverLookup, LookupDriverInput
+    from schemas.flow import MainResult, Outcome
+    from schemas.order import ParsedOrder
+    from schemas.store import FinishStepInput, OrderRecord, ParseOrderInput, QuestionInput
+    from schemas.telegram import DriverAnswer, SendReplyInput, TelegramUpdateReceived
+    from workflows import policies
+    from workflows.calendar2auto import Calendar2AutoWorkflow
+    from workflows.ids import ORDER_ID, TENANT_ID, calendar_workflow_id, order_id_for
+
+
+def _error_type(err: BaseException | None) -> tuple[str, str]:
+    """The innermost ApplicationError's type and message (child → activity → application)."""
+    found: tuple[str, str] = ("", str(err) if err else "")
+    while err is not None:
+        if isinstance(err, ApplicationError):
+            found = (err.type or "", err.message)
+        err = err.cause if isinstance(err, FailureError) else None
+    return found
+
+
+@workflow.defn(name="MainWorkflow")
+class MainWorkflow:
+    def __init__(self) -> None:
+        self._answers: list[DriverAnswer] = []
+        self._audit: list[AuditEntry] = []
+        self._tenant_id = SYSTEM_TENANT
+        self._order_id: str | None = None
+
+    @workflow.signal(name="driver_answer")
+    def driver_answer(self, answer: DriverAnswer) -> None:
+        self._answers.append(answer)
+
+    @workflow.query(name="audit_trail")
+    def audit_trail(self) -> list[AuditEntry]:
+        return self._audit
+
+    # -- steps -------------------------------------------------------------------------
+    def _record(
+        self, step: str, action: str, update: TelegramUpdateReceived, outcome: str = "ok", **details: Any
+    ):
+        self._audit.append(
+            AuditEntry(
+                tenant_id=self._tenant_id,
+                workflow_id=workflow.info().workflow_id,
+                step=step,
+                action=action,
+                chat_id=update.chat_id,
+                order_id=self._order_id,
+                outcome=outcome,
+                details=details,
+            )
+        )
+
+    async def _flush(self, order: OrderRecord | None = None) -> None:
+        rows, self._audit = self._audit, []
+        await workflow.execute_local_activity_method(
+            StoreActivities.finish_step,
+            FinishStepInput(audit=rows, order=order),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
+        )
+
+    async def _reply(self, update: TelegramUpdateReceived, step: str, text: str) -> int | None:
+        try:
+            sent = await workflow.execute_activity_method(
+                TelegramActivities.send_reply,
+                SendReplyInput(
+                    tenant_id=self._tenant_id,
+                    workflow_id=workflow.info().workflow_id,
+                    step=step,
+                    chat_id=update.chat_id,
+                    text=text,
+                    reply_to_message_id=update.message_id,
+                ),
+                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
+                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
+                retry_policy=policies.TELEGRAM_RETRY,
+                priority=Priority(fairness_key=self._tenant_id),
+            )
+        except FailureError as err:
+            kind, message = _error_type(err)
+            self._record(
+                f"{step}:failed", "reply_failed", update, outcome="error", error=kind, message=message
+            )
+            return None
+        self._record(step, "reply_sent", update, message_id=sent.message_id, already_sent=sent.already_sent)
+        return sent.message_id
+
+    async def _parse(self, text: str, update: TelegramUpdateReceived, driver: Driver) -> ParsedOrder:
+        return await workflow.execute_local_activity_method(
+            ParseActivities.parse_order,
+            ParseOrderInput(
+                text=text,
+                now=update.received_at,
+                tz=driver.time_zone,
+                region=driver.region,
+                currency=driver.currency,
+            ),
+            start_to_close_timeout=policies.PARSE_TIMEOUT,
+            retry_policy=policies.PARSE_RETRY,
+        )
+
+    async def _end(
+        self, update: TelegramUpdateReceived, outcome: Outcome, step: str, text: str, **details: Any
+    ) -> MainResult:
+        message_id = await self._reply(update, step, text)
+        self._record("outcome", outcome, update, **details)
+        await self._flush()
+        return MainResult(outcome=outcome, tenant_id=self._tenant_id, reply_message_id=message_id)
+
+    async def _set_question(self, driver: Driver, open_: bool) -> None:
+        await workflow.execute_local_activity_method(
+            StoreActivities.set_open_question,
+            QuestionInput(
+                tenant_id=driver.tenant_id,
+                chat_id=driver.chat_id,
+                workflow_id=workflow.info().workflow_id,
+                open=open_,
+            ),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
+        )
+
+    # -- the flow ----------------------------------------------------------------------
+    @workflow.run
+    async def run(self, update: TelegramUpdateReceived) -> MainResult:
+        lang = texts.language_for(update.language_code)
+        self._record("received", "update_received", update, kind=update.kind, text=update.text[:4096])
+
+        lookup: DriverLookup = await workflow.execute_local_activity_method(
+            StoreActivities.lookup_driver,
+            LookupDriverInput(chat_id=update.chat_id),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
+        )
+        driver = lookup.driver
+        if driver is None:
+            return await self._end(
+                update, "unknown_chat", "refusal", texts.t(lang, "unknown_chat", chat_id=update.chat_id)
+            )
+
+        # From here on everything belongs to the driver's tenant (the received row too).
+        self._tenant_id = driver.tenant_id
+        for row in self._audit:
+            row.tenant_id = driver.tenant_id
+        workflow.upsert_search_attributes([TENANT_ID.value_set(driver.tenant_id)])
+        workflow.upsert_memo({"driver": driver.driver_name, "calendar_id": driver.calendar_id})
+        self._record("whitelist", "driver_resolved", update, driver=driver.driver_name, status=driver.status)
+
+        if driver.status != "active":
+            key = "driver_pending" if driver.status == "pending" else "driver_disabled"
+            return await self._end(update, "driver_disabled", "refusal", texts.t(lang, key))
+        if update.kind == "unsupported":
+            return await self._end(update, "unsupported_message", "reply", texts.t(lang, "send_text"))
+        if update.kind == "command":
+            return await self._end(update, "command", "reply", texts.t(lang, "help"), command=update.text)
+
+        parsed = await self._parse(update.text, update, driver)
+        pending = lookup.pending_question_workflow_id
+        if pending and pending != workflow.info().workflow_id and parsed.missing_fields():
+            # Not a complete order on its own: it answers the question another flow asked.
+            if await self._forward_answer(pending, update):
+                self._record("outcome", "answer_forwarded", update, to_workflow=pending)
+                await self._flush()
+                return MainResult(outcome="answer_forwarded", tenant_id=self._tenant_id)
+
+        looks_like_order = parsed.is_order or (
+            parsed.pickup_address is not None and (parsed.dropoff_address or parsed.price_amount) is not None
+        )
+        if not looks_like_order:
+            return await self._end(update, "not_an_order", "reply", texts.t(lang, "help"))
+
+        text = update.text
+        asked = 0
+        while missing := parsed.missing_fields():
+            if asked >= policies.MAX_QUESTIONS:
+                await self._set_question(driver, False)
+                return await self._end(
+                    update, "no_answer", "reply", texts.t(lang, "no_answer"), missing=missing
+                )
+            asked += 1
+            await self._set_question(driver, True)
+            await self._reply(update, f"ask-{asked}", texts.t(lang, f"ask_{missing[0]}"))
+            self._record(f"ask-{asked}:asked", "question_asked", update, missing=missing)
+            await self._flush()
+            try:
+                await workflow.wait_condition(lambda: bool(self._answers), timeout=policies.ANSWER_WAIT)
+            except TimeoutError:
+                await self._set_question(driver, False)
+                return await self._end(
+                    update, "no_answer", "reply", texts.t(lang, "no_answer"), missing=missing
+                )
+            answer = self._answers.pop(0)
+            self._record(f"ask-{asked}:answer", "driver_answered", update, text=answer.text[:4096])
+            if answer.text.strip().lower().strip(".!") in texts.CANCEL_WORDS:
+                await self._set_question(driver, False)
+                return await self._end(update, "cancelled_by_driver", "reply", texts.t(lang, "cancelled"))
+            text = f"{text}\n{answer.text}"
+            parsed = await self._parse(text, update, driver)
+        if asked:
+            await self._set_question(driver, False)
+
+        return await self._write_order(update, driver, parsed, text, lang)
+
+    async def _forward_answer(self, pending: str, update: TelegramUpdateReceived) -> bool:
+        handle = workflow.get_external_workflow_handle(pending)
+        try:
+            await handle.signal(
+                MainWorkflow.driver_answer,
+                DriverAnswer(
+                    text=update.text,
+                    message_id=update.message_id,
+                    update_workflow_id=workflow.info().workflow_id,
+                ),
+            )
+        except Exception as err:  # the asking flow already ended: treat this message on its own
+            workflow.logger.info("question workflow %s is gone: %s", pending, err)
+            return False
+        return True
+
+    async def _write_order(
+        self, update: TelegramUpdateReceived, driver: Driver, parsed: ParsedOrder, text: str, lang: str
+    ) -> MainResult:
+        assert update.message_id is not None
+        self._order_id = order_id_for(driver.tenant_id, driver.chat_id, update.message_id)
+        workflow.upsert_search_attributes([ORDER_ID.value_set(self._order_id)])
+        self._record("parsed", "order_parsed", update, order=parsed.to_flat_json())
+
+        record = OrderRecord(
+            tenant_id=driver.tenant_id, order_id=self._order_id, chat_id=driver.chat_id,
+            workflow_id=workflow.info().workflow_id, status="received", order=parsed,
+            calendar_id=driver.calendar_id, original_text=text,
+        )  # fmt: skip
+        try:
+            event: CalendarEvent = await workflow.execute_child_workflow(
+                Calendar2AutoWorkflow.run,
+                Calendar2AutoInput(
+                    calendar_id=driver.calendar_id,
+                    time_zone=driver.time_zone,
+                    tenant_id=driver.tenant_id,
+                    chat_id=driver.chat_id,
+                    order_id=self._order_id,
+                    order=parsed,
+                    original_text=text,
+                    driver_name=driver.driver_name,
+                    language=lang,
+                ),  # fmt: skip
+                id=calendar_workflow_id(self._order_id),
+                task_queue=driver.task_queue or workflow.info().task_queue,
+                search_attributes=workflow.info().typed_search_attributes,
+                priority=Priority(fairness_key=driver.tenant_id),
+                execution_timeout=policies.CALENDAR_GIVE_UP + timedelta(hours=1),
+            )
+        except ChildWorkflowError as err:
+            kind, message = _error_type(err)
+            key = {"CalendarNotFound": "calendar_not_found", "CalendarReadOnly": "calendar_read_only"}.get(
+                kind, "calendar_failed"
+            )
+            record.status = "calendar_failed"
+            reply = texts.t(lang, key, calendar_id=driver.calendar_id, reason=kind or "error")
+            message_id = await self._reply(update, "reply", reply)
+            self._record("calendar", "calendar_failed", update, outcome="error", error=kind, message=message)
+            self._record("outcome", "calendar_failed", update)
+            await self._flush(record)
+            return MainResult(
+                outcome="calendar_failed", tenant_id=self._tenant_id, order_id=self._order_id,
+                reply_message_id=message_id,
+            )  # fmt: skip
+
+        record.status, record.event_id, record.html_link = "in_calendar", event.event_id, event.html_link
+        self._record(
+            "calendar", "event_created" if event.created else "event_existed", update,
+            event_id=event.event_id, calendar_id=driver.calendar_id,
+        )  # fmt: skip
+        message_id = await self._reply(
+            update, "reply", texts.confirmation(parsed, driver.time_zone, lang, event.html_link)
+        )
+        self._record("outcome", "event_created", update)
+        await self._flush(record)
+        return MainResult(
+            outcome="event_created", tenant_id=self._tenant_id, order_id=self._order_id,
+            event_id=event.event_id, html_link=event.html_link, reply_message_id=message_id,
+        )  # fmt: skip

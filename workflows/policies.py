@@ -1,0 +1,48 @@
+"""Timeouts and retry policies, named by what they protect. Call sites pass them explicitly."""
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+# Postgres: a restart or failover is transient; keep trying with backoff.
+DB_TIMEOUT = timedelta(seconds=10)
+DB_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+
+# The parser is pure and fast; a failure there is a bug, not an outage.
+PARSE_TIMEOUT = timedelta(seconds=5)
+PARSE_RETRY = RetryPolicy(maximum_attempts=3)
+
+# Telegram: 5xx and network errors retried; 429 waits for retry_after (ApplicationError.next_retry_delay).
+TELEGRAM_TIMEOUT = timedelta(seconds=20)
+TELEGRAM_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["TelegramForbidden", "TelegramBadRequest", "TelegramUnauthorized"],
+)
+# A reply that cannot go out for a day is given up (and audited); the event is already written.
+TELEGRAM_GIVE_UP = timedelta(days=1)
+
+# Google Calendar: 5xx, 429 and 403 rateLimitExceeded retried with backoff for up to a day (an outage
+# loses nothing); not-found / read-only / bad credentials are permanent.
+CALENDAR_TIMEOUT = timedelta(seconds=30)
+CALENDAR_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=2),
+    non_retryable_error_types=[
+        "CalendarNotFound",
+        "CalendarReadOnly",
+        "CalendarAuthFailed",
+        "CalendarBadRequest",
+    ],
+)
+CALENDAR_GIVE_UP = timedelta(days=1)
+
+# How long a question to the driver (missing time or pickup) stays open.
+ANSWER_WAIT = timedelta(hours=24)
+MAX_QUESTIONS = 3
