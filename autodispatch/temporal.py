@@ -25,3 +25,34 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
     )
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Register TenantId/ChatId/OrderId if missing (an external cluster, the time-skipping test server).
+    The embedded dev server registers them at start; Temporal Cloud needs them created in its console."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.service import RPCError
+
+    from autodispatch.embedded import SEARCH_ATTRIBUTES
+
+    ns = client.namespace
+    try:
+        existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=ns))
+        known = set(existing.custom_attributes) | set(existing.system_attributes)
+    except RPCError:
+        known = set()  # the time-skipping test server cannot list them, but can add them
+    missing = {
+        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+        for name, kind in SEARCH_ATTRIBUTES.items()
+        if name not in known
+    }
+    if not missing:
+        return
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=ns, search_attributes=missing)
+        )
+    except RPCError as exc:
+        if "already" not in str(exc).lower():
+            raise

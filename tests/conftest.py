@@ -17,7 +17,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from autodispatch import admin, db
-from autodispatch.embedded import EmbeddedPostgres, free_port, temporal_test_server_path
+from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port, temporal_test_server_path
+from autodispatch.settings import Settings
+from autodispatch.temporal import register_search_attributes
+from emulators.google import GoogleEmulator
+from emulators.telegram import TelegramEmulator
 from schemas.driver import Driver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +41,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=temporal_test_server_path(), data_converter=pydantic_data_converter
     )
+    await register_search_attributes(env.client)
     try:
         yield env
     finally:
@@ -82,4 +87,62 @@ async def add_driver(pool: asyncpg.Pool, calendar_id: str, tenant: str | None = 
         pool, tenant=tenant, chat_id=int(kw.pop("chat_id", unique_chat_id())), calendar_id=calendar_id,
         name=str(kw.pop("name", "Test Driver")), time_zone=str(kw.pop("time_zone", "Europe/Moscow")),
     )  # fmt: skip
-    return Driver(**{k: row[k] for k in ("tenant_id", "chat_id", "driver_name", "calendar_id", "time_zone", "status")})
+    return Driver(
+        **{k: row[k] for k in ("tenant_id", "chat_id", "driver_name", "calendar_id", "time_zone", "status")}
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_dev(session_dir: Path) -> AsyncIterator[EmbeddedTemporal]:
+    """The real Temporal dev server (SQLite file, search attributes, fairness), once per session."""
+    server = EmbeddedTemporal(session_dir / "temporal", port=free_port(), headless=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Outside:
+    """The emulated outside world: Telegram's Bot API and Google's Calendar + OAuth."""
+
+    telegram: TelegramEmulator
+    google: GoogleEmulator
+
+
+@pytest_asyncio.fixture(scope="session")
+async def outside() -> AsyncIterator[Outside]:
+    telegram = TelegramEmulator()
+    google = GoogleEmulator()
+    await telegram.start()
+    await google.start()
+    try:
+        yield Outside(telegram, google)
+    finally:
+        await telegram.stop()
+        await google.stop()
+
+
+def new_bot_token() -> str:
+    return f"{7 * 10**9 + uuid.uuid4().int % 10**9}:{uuid.uuid4().hex}"
+
+
+def stack_settings(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside, **overrides: object
+) -> Settings:
+    values: dict[str, object] = {
+        "temporal_address": temporal_dev.address,
+        "database_url": postgres.owner_dsn,
+        "app_database_url": postgres.app_dsn,
+        "telegram_bot_token": new_bot_token(),
+        "telegram_api_base": outside.telegram.base_url,
+        "telegram_mode": "webhook",
+        "telegram_webhook_secret": uuid.uuid4().hex,
+        "google_api_endpoint": outside.google.base_url,
+        "http_port": free_port(),
+        "temporal_task_queue": f"tq-{uuid.uuid4()}",
+        "data_dir": tmp_path,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -24,7 +24,9 @@ from workers.worker import WORKFLOWS
 from workflows.main import MainWorkflow
 
 MSK = "Europe/Moscow"
-DRIVER = Driver(tenant_id="acme", chat_id=42, driver_name="Ivan", calendar_id="ivan@example.com", time_zone=MSK)
+DRIVER = Driver(
+    tenant_id="acme", chat_id=42, driver_name="Ivan", calendar_id="ivan@example.com", time_zone=MSK
+)
 FULL = ParsedOrder(
     pickup_at=datetime(2026, 11, 22, 9, 30, tzinfo=UTC),
     pickup_address="Внуково",
@@ -51,7 +53,10 @@ class Fakes:
     def activities(self) -> list:
         @activity.defn(name="lookup_driver")
         async def lookup_driver(req: LookupDriverInput) -> DriverLookup:
-            return DriverLookup(driver=self.drivers.get(req.chat_id), pending_question_workflow_id=self.questions.get(req.chat_id))
+            return DriverLookup(
+                driver=self.drivers.get(req.chat_id),
+                pending_question_workflow_id=self.questions.get(req.chat_id),
+            )
 
         @activity.defn(name="parse_order")
         async def parse_order(req: ParseOrderInput) -> ParsedOrder:
@@ -97,14 +102,25 @@ def update(text: str, chat_id: int = DRIVER.chat_id, kind: str = "text") -> Tele
 
 
 def worker(client: Client, task_queue: str, fakes: Fakes) -> Worker:
-    return Worker(client, task_queue=task_queue, workflows=list(WORKFLOWS), activities=fakes.activities())
+    # Any exception in workflow code fails the workflow instead of retrying its task forever (a hang).
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS),
+        activities=fakes.activities(),
+        workflow_failure_exception_types=[Exception],
+    )
 
 
 async def run_main(env: WorkflowEnvironment, task_queue: str, upd: TelegramUpdateReceived):
-    return await env.client.execute_workflow(MainWorkflow.run, upd, id=f"wf-{uuid.uuid4()}", task_queue=task_queue)
+    return await env.client.execute_workflow(
+        MainWorkflow.run, upd, id=f"wf-{uuid.uuid4()}", task_queue=task_queue
+    )
 
 
-async def test_order_becomes_event_reply_and_audit(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_order_becomes_event_reply_and_audit(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     fakes = Fakes(parses={"order": FULL})
     async with worker(time_skipping_env.client, task_queue, fakes):
         result = await run_main(time_skipping_env, task_queue, update("order"))
@@ -121,7 +137,9 @@ async def test_order_becomes_event_reply_and_audit(time_skipping_env: WorkflowEn
     assert {a.tenant_id for a in fakes.audit} == {"acme"}
 
 
-async def test_unknown_chat_is_refused_with_its_chat_id(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_unknown_chat_is_refused_with_its_chat_id(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     fakes = Fakes(parses={"order": FULL})
     async with worker(time_skipping_env.client, task_queue, fakes):
         result = await run_main(time_skipping_env, task_queue, update("order", chat_id=777))
@@ -144,7 +162,9 @@ async def test_inactive_driver_gets_a_clear_refusal(
     assert needle in fakes.replies[0].text
 
 
-async def test_chatter_gets_help_not_an_event(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_chatter_gets_help_not_an_event(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     fakes = Fakes()
     async with worker(time_skipping_env.client, task_queue, fakes):
         result = await run_main(time_skipping_env, task_queue, update("Ок, спасибо"))
@@ -182,7 +202,9 @@ async def test_missing_time_asks_and_waits_for_the_answer(
     assert DRIVER.chat_id not in fakes.questions
 
 
-async def test_unanswered_question_gives_up_after_a_day(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_unanswered_question_gives_up_after_a_day(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     fakes = Fakes(parses={"no time": NO_TIME})
     async with worker(time_skipping_env.client, task_queue, fakes):
         result = await run_main(time_skipping_env, task_queue, update("Внуково → Тверская 7 no time"))
@@ -191,11 +213,16 @@ async def test_unanswered_question_gives_up_after_a_day(time_skipping_env: Workf
     assert DRIVER.chat_id not in fakes.questions
 
 
-async def test_driver_can_cancel_instead_of_answering(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_driver_can_cancel_instead_of_answering(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     fakes = Fakes(parses={"no time": NO_TIME})
     async with worker(time_skipping_env.client, task_queue, fakes):
         handle = await time_skipping_env.client.start_workflow(
-            MainWorkflow.run, update("Внуково → Тверская 7 no time"), id=f"wf-{uuid.uuid4()}", task_queue=task_queue
+            MainWorkflow.run,
+            update("Внуково → Тверская 7 no time"),
+            id=f"wf-{uuid.uuid4()}",
+            task_queue=task_queue,
         )
         await handle.signal(MainWorkflow.driver_answer, DriverAnswer(text="Отмена"))
         result = await handle.result()
@@ -203,13 +230,20 @@ async def test_driver_can_cancel_instead_of_answering(time_skipping_env: Workflo
     assert "отменён" in fakes.replies[-1].text
 
 
-async def test_next_message_answers_the_open_question(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_next_message_answers_the_open_question(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     """The answer arrives as a new Telegram update: its flow hands it to the asking flow."""
-    fakes = Fakes(parses={"no time": NO_TIME, "завтра 9:30": NO_TIME.model_copy(update={"pickup_address": None})})
+    fakes = Fakes(
+        parses={"no time": NO_TIME, "завтра 9:30": NO_TIME.model_copy(update={"pickup_address": None})}
+    )
     fakes.parses["\nзавтра 9:30"] = FULL  # the merged text parses completely
     async with worker(time_skipping_env.client, task_queue, fakes):
         first = await time_skipping_env.client.start_workflow(
-            MainWorkflow.run, update("Внуково → Тверская 7 no time"), id=f"wf-{uuid.uuid4()}", task_queue=task_queue
+            MainWorkflow.run,
+            update("Внуково → Тверская 7 no time"),
+            id=f"wf-{uuid.uuid4()}",
+            task_queue=task_queue,
         )
         while DRIVER.chat_id not in fakes.questions:
             await time_skipping_env.sleep(1)
@@ -223,18 +257,20 @@ async def test_calendar_not_shared_tells_the_driver_and_completes(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     fakes = Fakes(parses={"order": FULL})
-    fakes.calendar_failures.append(
-        ApplicationError("not found", type="CalendarNotFound", non_retryable=True)
-    )
+    fakes.calendar_failures.append(ApplicationError("not found", type="CalendarNotFound", non_retryable=True))
     async with worker(time_skipping_env.client, task_queue, fakes):
         result = await run_main(time_skipping_env, task_queue, update("order"))
     assert result.outcome == "calendar_failed" and fakes.events == []
-    assert "не найден или не открыт" in fakes.replies[-1].text and DRIVER.calendar_id in fakes.replies[-1].text
+    assert (
+        "не найден или не открыт" in fakes.replies[-1].text and DRIVER.calendar_id in fakes.replies[-1].text
+    )
     failed = [a for a in fakes.audit if a.action == "calendar_failed" and a.step == "calendar"]
     assert failed and failed[0].details["error"] == "CalendarNotFound"
 
 
-async def test_transient_calendar_errors_are_retried(time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
+async def test_transient_calendar_errors_are_retried(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
     fakes = Fakes(parses={"order": FULL})
     fakes.calendar_failures += [ApplicationError("503", type="CalendarUnavailable")] * 3
     async with worker(time_skipping_env.client, task_queue, fakes):
