@@ -44,9 +44,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch.stack import Stack, run_until_signalled
 
-    # The bot edge alone: joins the configured Temporal and database, runs no worker and starts nothing
-    # embedded unless the settings leave them unset.
-    asyncio.run(run_until_signalled(Stack(settings, run_worker=False)))
+    # The bot edge alone: joins the configured Temporal and database (or those `up` started), runs no
+    # worker and starts nothing embedded.
+    asyncio.run(run_until_signalled(Stack(settings, run_worker=False, join=True)))
     return 0
 
 

@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 from activities.calendar import CalendarService
 from autodispatch import db
 from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
+from autodispatch.runtime import dsns, read_sandbox
 from autodispatch.settings import Settings, SettingsError
 from autodispatch.temporal import connect
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
@@ -83,6 +84,9 @@ class Stack:
     run_bot: bool = True
     durable_postgres: bool = True
     announce: bool = True
+    # Join a stack started elsewhere (`autodispatch bot` next to `up`): start nothing embedded, use the
+    # configured services or the embedded defaults' addresses, and the sandbox emulators `up` started.
+    join: bool = False
 
     health: Health = field(default_factory=Health)
     postgres: EmbeddedPostgres | None = None
@@ -119,9 +123,12 @@ class Stack:
             s.telegram_bot_token.get_secret_value() if s.telegram_bot_token else None
         )
         api_base = self.sandbox.telegram or s.telegram_api_base
-        assert token is not None
+        if token is None:
+            raise SettingsError(
+                "configuration error: AUTODISPATCH_TELEGRAM_BOT_TOKEN: not set (and no sandbox from `up` to join)"
+            )
         self.bot = make_bot(token, api_base)
-        if self.sandbox.telegram or self.sandbox.google:
+        if (self.sandbox.telegram or self.sandbox.google) and not self.join:
             await self._seed_sandbox()
         if self.run_worker:
             await self._start_worker()
@@ -135,7 +142,9 @@ class Stack:
 
     async def _start_postgres(self) -> None:
         s = self.settings
-        if s.database_url is None:
+        if self.join:
+            self.owner_dsn, self.app_dsn = dsns(s)
+        elif s.database_url is None:
             self.postgres = EmbeddedPostgres(s.data_dir, port=s.postgres_port, durable=self.durable_postgres)
             self.postgres.start()
             self.owner_dsn, self.app_dsn = self.postgres.owner_dsn, self.postgres.app_dsn
@@ -154,7 +163,9 @@ class Stack:
     async def _start_temporal(self) -> None:
         s = self.settings
         address = s.temporal_address
-        if address is None:
+        if address is None and self.join:
+            address = f"127.0.0.1:{s.temporal_grpc_port}"
+        elif address is None:
             self.temporal = EmbeddedTemporal(
                 s.data_dir,
                 port=s.temporal_grpc_port,
@@ -170,6 +181,13 @@ class Stack:
     async def _start_emulators(self) -> None:
         s = self.settings
         host = s.http_host
+        if self.join:
+            sandbox = read_sandbox(s)
+            if sandbox is not None and not s.telegram_configured:
+                self.sandbox.telegram, self.sandbox.token = sandbox.telegram, sandbox.token
+            if sandbox is not None and not s.google_configured:
+                self.sandbox.google = sandbox.google
+            return
         if not s.telegram_configured:
             from emulators.telegram import TelegramEmulator
 
@@ -253,7 +271,7 @@ class Stack:
             raise SettingsError(f"configuration error: AUTODISPATCH_HTTP_PORT: {exc}") from exc
         self.sandbox.http = f"http://{self.settings.http_host}:{self.settings.http_port}"
         self.health.set("http", True)
-        if self.sandbox.telegram or self.sandbox.google:
+        if (self.sandbox.telegram or self.sandbox.google) and not self.join:
             self.sandbox.write(sandbox_file(self.settings))
 
     def _announce(self) -> None:

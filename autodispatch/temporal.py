@@ -38,7 +38,9 @@ async def register_search_attributes(client: Client) -> None:
 
     ns = client.namespace
     try:
-        existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=ns))
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=ns)
+        )
         known = set(existing.custom_attributes) | set(existing.system_attributes)
     except RPCError:
         known = set()  # the time-skipping test server cannot list them, but can add them

@@ -17,7 +17,7 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 def build_dispatcher(edge: TemporalEdge) -> Dispatcher:
     dp = Dispatcher(edge=edge)
     # Order matters: commands before free text, the catch-all last.
-    dp.include_routers(commands.router, orders.router, other.router)
+    dp.include_routers(commands.build_router(), orders.build_router(), other.build_router())
     return dp
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.common import Priority, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from autodispatch.db import system_tx
@@ -66,9 +66,9 @@ class TemporalEdge:
         Raises when Temporal does not accept it: the caller must then not acknowledge the update.
         """
         route = await self.routing.route(received.chat_id)
-        attrs = [CHAT_ID.value_set(str(received.chat_id))]
+        attrs = [SearchAttributePair(CHAT_ID, str(received.chat_id))]
         if route.tenant_id:
-            attrs.append(TENANT_ID.value_set(route.tenant_id))
+            attrs.append(SearchAttributePair(TENANT_ID, route.tenant_id))
         try:
             await self.client.start_workflow(
                 MainWorkflow.run,

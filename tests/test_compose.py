@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_compose_file_names_the_documented_services_and_ports() -> None:
     compose = yaml.safe_load((ROOT / "temporal-dev.yml").read_text())
     services = compose["services"]
-    assert {"temporal", "temporal-ui", "temporal-postgresql", "app-postgresql", "worker", "bot"} <= set(services)
+    assert {"temporal", "temporal-ui", "temporal-postgresql", "app-postgresql", "worker", "bot"} <= set(
+        services
+    )
     assert "7233:7233" in services["temporal"]["ports"]
     assert "8233:8080" in services["temporal-ui"]["ports"]
     assert "8080:8080" in services["bot"]["ports"]

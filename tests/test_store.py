@@ -96,10 +96,13 @@ async def test_rls_hides_other_tenants_rows_from_a_bare_select(postgres: Postgre
                 d.tenant_id, d.chat_id,
             )  # fmt: skip
             await conn.execute(
-                "INSERT INTO open_questions (tenant_id, chat_id, workflow_id) VALUES ($1, $2, 'wf')", d.tenant_id, d.chat_id
+                "INSERT INTO open_questions (tenant_id, chat_id, workflow_id) VALUES ($1, $2, 'wf')",
+                d.tenant_id,
+                d.chat_id,
             )
             await conn.execute(
-                "INSERT INTO audit_log (tenant_id, workflow_id, step, action) VALUES ($1, 'wf', 's', 'x')", d.tenant_id
+                "INSERT INTO audit_log (tenant_id, workflow_id, step, action) VALUES ($1, 'wf', 's', 'x')",
+                d.tenant_id,
             )
     async with db.tenant_tx(postgres.pool, a.tenant_id) as conn:
         rows = await conn.fetch(f"SELECT * FROM {table}")

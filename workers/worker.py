@@ -43,14 +43,13 @@ def build_worker(
     pool: asyncpg.Pool,
     bot: Bot,
     calendar: CalendarService,
-    activity_threads: int = 16,
-    max_concurrent_activities: int = 200,
+    max_concurrent_activities: int = 64,
     max_cached_workflows: int = 2000,
 ) -> tuple[Worker, concurrent.futures.ThreadPoolExecutor]:
     """A worker for `task_queue`; the caller owns (and shuts down) the returned thread pool."""
     # google-api-python-client is synchronous: its activity runs on these threads.
     executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=activity_threads, thread_name_prefix="calendar"
+        max_workers=max_concurrent_activities, thread_name_prefix="calendar"
     )
     worker = Worker(
         client,

@@ -32,13 +32,14 @@ with workflow.unsafe.imports_passed_through():
 
 
 def _error_type(err: BaseException | None) -> tuple[str, str]:
-    """The innermost ApplicationError's type and message (child → activity → application)."""
-    found: tuple[str, str] = ("", str(err) if err else "")
+    """The first ApplicationError's type and message under child → activity wrappers. (Its own causes,
+    e.g. the HttpError it was raised from, are details, not the classification.)"""
+    message = str(err) if err else ""
     while err is not None:
         if isinstance(err, ApplicationError):
-            found = (err.type or "", err.message)
+            return err.type or "", err.message
         err = err.cause if isinstance(err, FailureError) else None
-    return found
+    return "", message
 
 
 @workflow.defn(name="MainWorkflow")

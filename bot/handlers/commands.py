@@ -9,9 +9,13 @@ from aiogram.types import Message, Update
 from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
 
-router = Router(name="commands")
 
-
-@router.message(Command("start", "help"))
 async def on_command(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
     await edge.hand_over(received_from(bot.id, event_update, message, "command", message.text or ""))
+
+
+def build_router() -> Router:
+    # A fresh Router per Dispatcher: a Router attaches to one Dispatcher only (several bots, tests).
+    router = Router(name="commands")
+    router.message.register(on_command, Command("start", "help"))
+    return router

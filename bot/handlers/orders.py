@@ -8,14 +8,17 @@ from aiogram.types import Message, Update
 from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
 
-router = Router(name="orders")
 
-
-@router.message(F.text)
 async def on_text(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
     await edge.hand_over(received_from(bot.id, event_update, message, "text", message.text or ""))
 
 
-@router.message(F.caption)
 async def on_caption(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
     await edge.hand_over(received_from(bot.id, event_update, message, "text", message.caption or ""))
+
+
+def build_router() -> Router:
+    router = Router(name="orders")
+    router.message.register(on_text, F.text)
+    router.message.register(on_caption, F.caption)
+    return router

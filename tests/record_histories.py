@@ -1,0 +1,80 @@
+"""Record the replay-test histories from a real run: `python -m tests.record_histories`.
+
+Runs the real stack (embedded Temporal and Postgres, the emulators), drives one order per outcome
+through Telegram, and writes each MainWorkflow history to tests/histories/<name>.json. Re-record only
+when a history format or a new outcome needs covering; old histories must keep replaying (patched()).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import uuid
+from pathlib import Path
+
+from temporalio.service import RPCError
+
+from autodispatch import admin
+from autodispatch.embedded import free_port
+from autodispatch.settings import Settings
+from autodispatch.stack import Stack
+from emulators.google import GoogleEmulator
+from emulators.telegram import TelegramEmulator
+from schemas.telegram import main_workflow_id
+
+OUT = Path(__file__).parent / "histories"
+
+
+async def main() -> None:
+    telegram, google = TelegramEmulator(), GoogleEmulator()
+    tg, gg = await telegram.start(), await google.start()
+    token = f"7000000001:{uuid.uuid4().hex}"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            _env_file=None, data_dir=Path(tmp), telegram_bot_token=token, telegram_api_base=tg,
+            google_api_endpoint=gg, http_port=free_port(), temporal_grpc_port=free_port(),
+            postgres_port=free_port(), temporal_ui_port=free_port(), telegram_mode="webhook", telegram_webhook_secret="record",
+        )  # fmt: skip
+        async with Stack(settings, announce=False, durable_postgres=False) as stack:
+            assert stack.pool and stack.client and stack.bot
+            google.create_calendar("shared@example.com", owner="d@example.com", time_zone="Europe/Moscow")
+            await admin.add_driver(
+                stack.pool, tenant="acme", chat_id=501, calendar_id="shared@example.com", name="Ivan"
+            )
+            await admin.add_driver(
+                stack.pool, tenant="acme", chat_id=502, calendar_id="missing@example.com", name="Olga"
+            )
+            user = {"first_name": "Ivan", "language_code": "ru"}
+
+            async def drive(name: str, chat_id: int, text: str, answer: str | None = None) -> None:
+                before = len(telegram.sent(token, chat_id)) if chat_id != 999 else 0
+                sent = telegram.user_sends(token, chat_id, text, from_user={"id": chat_id, **user})
+                handle = stack.client.get_workflow_handle(main_workflow_id(stack.bot.id, sent["update_id"]))
+                if answer:
+                    await telegram.wait_for_sent(token, chat_id, before + 1, timeout=30)
+                    telegram.user_sends(token, chat_id, answer, from_user={"id": chat_id, **user})
+                while True:  # Telegram's webhook delivery starts the workflow a moment later
+                    try:
+                        await handle.result()
+                        break
+                    except RPCError:
+                        await asyncio.sleep(0.1)
+                history = await handle.fetch_history()
+                data = {"workflowId": history.workflow_id, "history": json.loads(history.to_json())}
+                (OUT / f"{name}.json").write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+                print("recorded", name)
+
+            await drive(
+                "order_event_created", 501, "завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67"
+            )
+            await drive("unknown_chat", 999, "завтра 9:30 Внуково → Тверская 7")
+            await drive("not_an_order", 501, "Ок, спасибо")
+            await drive("question_answered", 501, "Шереметьево → Химки, 1800₽", answer="завтра в 6:40")
+            await drive("calendar_not_shared", 502, "завтра 9:30 Внуково → Тверская 7, 2500₽")
+    await telegram.stop()
+    await google.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,433 @@
+"""End to end on the real stack: Temporal dev server, embedded PostgreSQL, the project's Telegram and
+Google emulators spoken to over HTTP by aiogram and google-api-python-client. Nothing of ours is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+
+from autodispatch import admin
+from autodispatch.embedded import EmbeddedTemporal
+from autodispatch.settings import Settings
+from autodispatch.stack import Stack
+from bot.server import SECRET_HEADER, WEBHOOK_PATH
+from schemas.telegram import main_workflow_id
+from tests.conftest import Outside, Postgres, stack_settings, unique_chat_id
+from workflows.main import MainWorkflow
+
+pytestmark = pytest.mark.e2e
+
+
+@asynccontextmanager
+async def running(settings: Settings, **kw: object) -> AsyncIterator[Stack]:
+    stack = Stack(settings, announce=False, **kw)  # type: ignore[arg-type]
+    async with stack:
+        yield stack
+
+
+async def new_driver(
+    stack: Stack, outside: Outside, *, shared: bool = True, **kw: object
+) -> tuple[int, str, str]:
+    """A fresh tenant, chat and calendar: (chat_id, calendar_id, tenant_id)."""
+    calendar_id = f"cal-{uuid.uuid4().hex[:12]}@group.calendar.google.com"
+    if shared:
+        outside.google.create_calendar(calendar_id, owner="driver@example.com", time_zone="Europe/Moscow")
+    chat_id = unique_chat_id()
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    assert stack.pool is not None
+    await admin.add_driver(
+        stack.pool, tenant=tenant, chat_id=chat_id, calendar_id=calendar_id, name="Ivan", **kw
+    )  # type: ignore[arg-type]
+    return chat_id, calendar_id, tenant
+
+
+def token_of(stack: Stack) -> str:
+    assert stack.settings.telegram_bot_token is not None
+    return stack.settings.telegram_bot_token.get_secret_value()
+
+
+def send(outside: Outside, stack: Stack, chat_id: int, text: str) -> dict:
+    return outside.telegram.user_sends(
+        token_of(stack), chat_id, text, from_user={"id": chat_id, "first_name": "Ivan", "language_code": "ru"}
+    )
+
+
+async def events_of(outside: Outside, calendar_id: str) -> list[dict]:
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{outside.google.base_url}/_emulator/calendars/{quote(calendar_id)}/events")
+        r.raise_for_status()
+        return r.json()
+
+
+async def finished(stack: Stack, update_id: int, timeout: float = 90.0):
+    """The MainWorkflow's result for an update; waits for Telegram's delivery to start it first."""
+    assert stack.client is not None and stack.bot is not None
+    handle = stack.client.get_workflow_handle_for(MainWorkflow.run, main_workflow_id(stack.bot.id, update_id))
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return await handle.result()
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+def replies(outside: Outside, stack: Stack, chat_id: int) -> list[dict]:
+    return [m for m in outside.telegram.sent(token_of(stack), chat_id) if m["method"] == "sendMessage"]
+
+
+async def test_order_lands_as_one_event_one_reply_and_audit_rows(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, tenant = await new_driver(stack, outside)
+        sent = send(outside, stack, chat_id, "завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67")
+        result = await finished(stack, sent["update_id"])
+        assert result.outcome == "event_created"
+
+        events = await events_of(outside, calendar_id)
+        assert len(events) == 1
+        event = events[0]
+        assert event["id"] == result.order_id
+        assert event["summary"].startswith("09:30 Внуково → Тверская 7")
+        assert event["location"] == "Внуково"
+        assert "2 500 ₽" in event["description"] and "+79161234567" in event["description"]
+        assert "завтра 9:30 Внуково" in event["description"]  # the original text
+        assert event["start"]["timeZone"] == "Europe/Moscow"
+        assert event["extendedProperties"]["private"]["order_id"] == result.order_id
+
+        (reply,) = replies(outside, stack, chat_id)
+        assert reply["reply_to_message_id"] == sent["message_id"]
+        assert "✅" in reply["text"] and "Внуково → Тверская 7" in reply["text"]
+        assert event["htmlLink"] in reply["text"]
+
+        assert stack.pool is not None and stack.client is not None
+        wf_id = main_workflow_id(stack.bot.id, sent["update_id"])  # type: ignore[union-attr]
+        audit = await admin.read_audit(stack.pool, tenant=tenant, workflow_id=wf_id)
+        assert [r["step"] for r in audit] == [
+            "received",
+            "whitelist",
+            "parsed",
+            "calendar",
+            "reply",
+            "outcome",
+        ]
+        assert audit[-1]["action"] == "event_created"
+
+        desc = await stack.client.get_workflow_handle(wf_id).describe()
+        attrs = desc.typed_search_attributes
+        ours = {p.key.name: p.value for p in attrs if p.key.name in ("TenantId", "ChatId", "OrderId")}
+        assert ours == {"TenantId": tenant, "ChatId": str(chat_id), "OrderId": result.order_id}
+        assert (await desc.memo())["driver"] == "Ivan"
+
+
+async def test_unknown_chat_is_refused_and_nothing_else_happens(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        stranger = unique_chat_id()
+        sent = send(outside, stack, stranger, "завтра 9:30 Внуково → Тверская 7, 2500₽")
+        result = await finished(stack, sent["update_id"])
+        assert result.outcome == "unknown_chat"
+        (reply,) = replies(outside, stack, stranger)
+        assert str(stranger) in reply["text"] and "не подключён" in reply["text"]
+        assert stack.pool is not None
+        audit = await admin.read_audit(
+            stack.pool,
+            workflow_id=main_workflow_id(stack.bot.id, sent["update_id"]),  # type: ignore[union-attr]
+        )
+        assert {r["tenant_id"] for r in audit} == {"system"} and audit[-1]["action"] == "unknown_chat"
+
+
+async def test_update_delivered_three_times_runs_once(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, _ = await new_driver(stack, outside)
+        sent = send(outside, stack, chat_id, "завтра 14:20 Шереметьево B → Долгопрудный, 1800р")
+        await finished(stack, sent["update_id"])
+        # Telegram redelivers (the emulator), and someone replays the very same webhook body by hand.
+        outside.telegram.redeliver(token_of(stack), sent["update_id"])
+        update = next(
+            u for u in outside.telegram.updates(token_of(stack)) if u["update_id"] == sent["update_id"]
+        )
+        async with httpx.AsyncClient() as http:
+            r = await http.post(
+                f"http://127.0.0.1:{stack.settings.http_port}{WEBHOOK_PATH}",
+                json=update["update"],
+                headers={SECRET_HEADER: stack.settings.telegram_webhook_secret.get_secret_value()},  # type: ignore[union-attr]
+            )
+            assert r.status_code == 200
+        await asyncio.sleep(1.0)
+        delivered = next(
+            u for u in outside.telegram.updates(token_of(stack)) if u["update_id"] == sent["update_id"]
+        )
+        assert delivered["pending"] is False
+        assert len(await events_of(outside, calendar_id)) == 1
+        assert len(replies(outside, stack, chat_id)) == 1
+        assert stack.client is not None
+        count = await stack.client.count_workflows(f'ChatId = "{chat_id}" AND WorkflowType = "MainWorkflow"')
+        assert count.count == 1
+
+
+async def test_webhook_without_the_secret_gets_401_and_starts_nothing(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, _, _ = await new_driver(stack, outside)
+        forged = {
+            "update_id": 555000111,
+            "message": {
+                "message_id": 1, "date": 1795000000, "text": "завтра 9:30 Внуково → Тверская 7",
+                "chat": {"id": chat_id, "type": "private"}, "from": {"id": chat_id, "is_bot": False, "first_name": "X"},
+            },
+        }  # fmt: skip
+        url = f"http://127.0.0.1:{stack.settings.http_port}{WEBHOOK_PATH}"
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(url, json=forged)).status_code == 401
+            assert (await http.post(url, json=forged, headers={SECRET_HEADER: "guess"})).status_code == 401
+        await asyncio.sleep(0.5)
+        assert stack.client is not None
+        count = await stack.client.count_workflows(f'ChatId = "{chat_id}"')
+        assert count.count == 0
+
+
+async def test_calendar_not_shared_tells_the_driver_what_to_do(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, tenant = await new_driver(stack, outside, shared=False)
+        sent = send(outside, stack, chat_id, "завтра 9:30 Внуково → Тверская 7, 2500₽")
+        result = await finished(stack, sent["update_id"])
+        assert result.outcome == "calendar_failed"
+        (reply,) = replies(outside, stack, chat_id)
+        assert calendar_id in reply["text"] and "не найден" in reply["text"]
+        assert stack.pool is not None
+        audit = await admin.read_audit(stack.pool, tenant=tenant)
+        failed = [r for r in audit if r["action"] == "calendar_failed" and r["step"] == "calendar"]
+        assert failed and failed[0]["details"]["error"] == "CalendarNotFound"
+
+
+async def test_missing_time_is_asked_and_the_answer_completes_the_order(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, _ = await new_driver(stack, outside)
+        first = send(outside, stack, chat_id, "Внуково → Тверская 7, 2500₽")
+        await outside.telegram.wait_for_sent(token_of(stack), chat_id, 1, timeout=30, method="sendMessage")
+        assert "время" in replies(outside, stack, chat_id)[0]["text"]
+        answer = send(outside, stack, chat_id, "завтра в 9:30")
+        assert (await finished(stack, answer["update_id"])).outcome == "answer_forwarded"
+        result = await finished(stack, first["update_id"])
+        assert result.outcome == "event_created"
+        (event,) = await events_of(outside, calendar_id)
+        assert event["summary"].startswith("09:30 Внуково")
+
+
+async def test_polling_mode_delivers_orders(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    settings = stack_settings(tmp_path, postgres, temporal_dev, outside, telegram_mode="polling")
+    async with running(settings) as stack:
+        chat_id, calendar_id, _ = await new_driver(stack, outside)
+        sent = send(outside, stack, chat_id, "сегодня в 23:50 Курский вокзал — Внуково, 2 100 ₽")
+        assert (await finished(stack, sent["update_id"])).outcome == "event_created"
+        assert len(await events_of(outside, calendar_id)) == 1
+
+
+async def test_calendar_failing_30_percent_still_lands_every_order_once(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, _ = await new_driver(stack, outside)
+        # 30% of calls fail before doing anything; 10% write and then "lose" the answer (→ 409 on retry).
+        outside.google.configure(fail_rate=0.3, fail_after_write_rate=0.1, seed=7)
+        try:
+            sent = [send(outside, stack, chat_id, f"завтра {8 + i // 6}:{(i % 6) * 10:02d} Внуково → Тверская {i + 1}, 1000₽")
+                    for i in range(20)]  # fmt: skip
+            results = await asyncio.gather(*(finished(stack, s["update_id"]) for s in sent))
+        finally:
+            outside.google.configure(fail_rate=0.0, fail_after_write_rate=0.0)
+        assert [r.outcome for r in results] == ["event_created"] * 20
+        events = await events_of(outside, calendar_id)
+        assert len(events) == 20 and len({e["id"] for e in events}) == 20
+        assert Counter(m["reply_to_message_id"] for m in replies(outside, stack, chat_id)) == Counter(
+            {s["message_id"]: 1 for s in sent}
+        )
+
+
+def _spawn_worker(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        AUTODISPATCH_TEMPORAL_ADDRESS=str(settings.temporal_address),
+        AUTODISPATCH_DATABASE_URL=settings.database_url.get_secret_value(),  # type: ignore[union-attr]
+        AUTODISPATCH_APP_DATABASE_URL=settings.app_database_url.get_secret_value(),  # type: ignore[union-attr]
+        AUTODISPATCH_TELEGRAM_BOT_TOKEN=settings.telegram_bot_token.get_secret_value(),  # type: ignore[union-attr]
+        AUTODISPATCH_TELEGRAM_API_BASE=settings.telegram_api_base,
+        AUTODISPATCH_GOOGLE_API_ENDPOINT=settings.google_api_endpoint,
+        AUTODISPATCH_DATA_DIR=str(tmp_path),
+        AUTODISPATCH_LOG_LEVEL="WARNING",
+    )
+    return subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "autodispatch", "worker", "--task-queue", settings.temporal_task_queue],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    settings = stack_settings(tmp_path, postgres, temporal_dev, outside)
+    async with running(settings, run_worker=False) as stack:
+        chat_ids = []
+        calendars = []
+        for _ in range(3):
+            chat_id, calendar_id, _ = await new_driver(stack, outside)
+            chat_ids.append(chat_id)
+            calendars.append(calendar_id)
+        # Slow the calendar a little so the kill lands while calls are in flight.
+        outside.google.configure(latency_ms=150)
+        worker = _spawn_worker(settings, tmp_path)
+        try:
+            sent = []
+            for i in range(30):
+                chat_id = chat_ids[i % 3]
+                sent.append(
+                    (
+                        chat_id,
+                        send(outside, stack, chat_id, f"завтра 10:{i:02d} Внуково → Тверская {i + 1}, 1500₽"),
+                    )
+                )
+            while sum(len(replies(outside, stack, c)) for c in chat_ids) < 5:
+                await asyncio.sleep(0.05)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            done_before_restart = sum(len(replies(outside, stack, c)) for c in chat_ids)
+            worker = _spawn_worker(settings, tmp_path)
+            results = await asyncio.gather(*(finished(stack, s["update_id"]) for _, s in sent))
+        finally:
+            outside.google.configure(latency_ms=0)
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(20)
+        assert done_before_restart < 30, "the kill should land in the middle of the burst"
+        assert [r.outcome for r in results] == ["event_created"] * 30
+        for chat_id, calendar_id in zip(chat_ids, calendars, strict=True):
+            mine = [s for c, s in sent if c == chat_id]
+            assert len(await events_of(outside, calendar_id)) == len(mine)
+            per_message = Counter(m["reply_to_message_id"] for m in replies(outside, stack, chat_id))
+            assert per_message == Counter({s["message_id"]: 1 for s in mine})
+
+
+async def test_temporal_down_means_no_ack_and_the_update_lands_later(
+    tmp_path: Path, postgres: Postgres, outside: Outside
+) -> None:
+    """While Temporal is unreachable the webhook answers 5xx, Telegram keeps the update, nothing is lost."""
+    from autodispatch.embedded import free_port
+
+    server = EmbeddedTemporal(tmp_path / "temporal", port=free_port(), headless=True)
+    server.start()
+    try:
+        settings = stack_settings(tmp_path, postgres, server, outside)  # type: ignore[arg-type]
+        async with running(settings) as stack:
+            chat_id, calendar_id, _ = await new_driver(stack, outside)
+            server.stop()
+            sent = send(outside, stack, chat_id, "завтра 9:30 Внуково → Тверская 7, 2500₽")
+            token = token_of(stack)
+
+            def record() -> dict:
+                return next(u for u in outside.telegram.updates(token) if u["update_id"] == sent["update_id"])
+
+            while record()["attempts"] < 2:
+                await asyncio.sleep(0.2)
+            assert record()["pending"] is True
+            info = outside.telegram.webhook_info(token)
+            assert "503" in str(info.get("last_error_message", ""))
+            server.start()
+            result = await finished(stack, sent["update_id"])
+            assert result.outcome == "event_created"
+            assert len(await events_of(outside, calendar_id)) == 1
+    finally:
+        server.stop()
+
+
+async def test_up_in_sandbox_mode_then_chat(tmp_path: Path) -> None:
+    """`autodispatch up` with nothing configured, `autodispatch chat`, SIGTERM; a second `up` recovers."""
+    from autodispatch.embedded import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODISPATCH_")}
+    ports = {
+        "AUTODISPATCH_HTTP_PORT": free_port(), "AUTODISPATCH_TEMPORAL_GRPC_PORT": free_port(),
+        "AUTODISPATCH_TEMPORAL_UI_PORT": free_port(), "AUTODISPATCH_POSTGRES_PORT": free_port(),
+        "AUTODISPATCH_SANDBOX_TELEGRAM_PORT": free_port(), "AUTODISPATCH_SANDBOX_GOOGLE_PORT": free_port(),
+    }  # fmt: skip
+    env.update({k: str(v) for k, v in ports.items()}, AUTODISPATCH_DATA_DIR=str(tmp_path / "data"))
+    health = f"http://127.0.0.1:{ports['AUTODISPATCH_HTTP_PORT']}/healthz"
+    cli = [sys.executable, "-m", "autodispatch"]
+
+    async def start_up() -> tuple[subprocess.Popen[str], str]:
+        proc = subprocess.Popen(
+            [*cli, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )  # noqa: S603
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                try:
+                    if (await http.get(health)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                await asyncio.sleep(0.2)
+            else:
+                raise AssertionError("healthz never answered 200")
+        return proc, ""
+
+    proc, _ = await start_up()
+    try:
+        chat = subprocess.run(  # noqa: S603
+            [*cli, "chat", "завтра 9:30 Внуково → Тверская 7, 2500₽"], env=env, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert chat.returncode == 0, chat.stdout + chat.stderr
+        assert "✅" in chat.stdout and "calendar event" in chat.stdout and "Внуково" in chat.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "SANDBOX MODE" in out.splitlines()[0] or "SANDBOX MODE" in out
+    assert "autodispatch chat" in out and "Temporal UI" in out
+
+    # A crash: SIGKILL leaves pid files behind (its children die with it); the next `up` recovers.
+    proc, _ = await start_up()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    proc, _ = await start_up()
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+
+
+def test_broken_config_stops_with_one_line_naming_the_setting(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODISPATCH_")}
+    env.update(AUTODISPATCH_TELEGRAM_MODE="carrier-pigeon", AUTODISPATCH_DATA_DIR=str(tmp_path))
+    res = subprocess.run(
+        [sys.executable, "-m", "autodispatch", "up"], env=env, capture_output=True, text=True
+    )  # noqa: S603
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configuration error: AUTODISPATCH_TELEGRAM_MODE"), (
+        res.stderr
+    )

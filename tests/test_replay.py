@@ -1,0 +1,56 @@
+"""Replay the committed histories (tests/histories/*.json) against today's workflow code.
+
+A workflow change that would break running workflows fails here; changes go behind workflow.patched().
+The negative test proves the check can fail: a reordered MainWorkflow does not replay.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from autodispatch.replay import replay_file
+from tests.unpatched_main import MainWorkflowWithoutPatch
+from workers.worker import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    data = json.loads(path.read_text())
+    return WorkflowHistory.from_json(data["workflowId"], data["history"])
+
+
+def test_there_are_histories_covering_the_main_outcomes() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {"order_event_created", "unknown_chat", "question_answered", "calendar_not_shared"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_committed_history_replays_against_current_code(path: Path) -> None:
+    await Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter).replay_workflow(
+        load(path)
+    )
+
+
+async def test_replay_cli_reports_clean_histories() -> None:
+    ok, report = await replay_file(Path(__file__).parent / "histories" / "order_event_created.json")
+    assert ok, report
+    assert "replays cleanly" in report
+
+
+async def test_unpatched_change_is_reported_as_non_deterministic() -> None:
+    replayer = Replayer(
+        workflows=[MainWorkflowWithoutPatch, *[w for w in WORKFLOWS if w.__name__ != "MainWorkflow"]],
+        data_converter=pydantic_data_converter,
+    )
+    result = await replayer.replay_workflow(
+        load(Path(__file__).parent / "histories" / "order_event_created.json"), raise_on_replay_failure=False
+    )
+    assert result.replay_failure is not None
+    assert "nondetermin" in str(result.replay_failure).lower()
