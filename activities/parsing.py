@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from parsing.orders import parse_order
 from temporalio import activity
 
+from parsing.orders import parse_order
 from schemas.order import ParsedOrder
 from schemas.store import ParseOrderInput
 
