@@ -118,11 +118,11 @@ def classify_http_error(exc: HttpError, calendar_id: str) -> ApplicationError:
     )
 
 
-def event_body(req: CreateEventInput) -> dict[str, Any]:
+def event_body(req: CreateEventInput, default_duration_minutes: int = 60) -> dict[str, Any]:
     order = req.order
     assert order.pickup_at is not None, "an order reaches the calendar only with a pickup time"
     start = order.pickup_at
-    end = start + timedelta(minutes=req.duration_minutes)
+    end = start + timedelta(minutes=req.duration_minutes or default_duration_minutes)
     return {
         "id": req.event_id,
         "summary": event_summary(order, req.time_zone),
@@ -142,8 +142,9 @@ def event_body(req: CreateEventInput) -> dict[str, Any]:
 
 
 class CalendarActivities:
-    def __init__(self, calendar: CalendarService) -> None:
+    def __init__(self, calendar: CalendarService, default_duration_minutes: int = 60) -> None:
         self.calendar = calendar
+        self.default_duration_minutes = default_duration_minutes
 
     @activity.defn(name="create_event")
     def create_event(self, req: CreateEventInput) -> CalendarEvent:
@@ -152,7 +153,9 @@ class CalendarActivities:
         try:
             try:
                 created = self.calendar.execute(
-                    events.insert(calendarId=req.calendar_id, body=event_body(req))
+                    events.insert(
+                        calendarId=req.calendar_id, body=event_body(req, self.default_duration_minutes)
+                    )
                 )
                 return CalendarEvent(event_id=created["id"], html_link=created.get("htmlLink"), created=True)
             except HttpError as exc:

@@ -229,6 +229,7 @@ class Stack:
             pool=self.pool,
             bot=self.bot,
             calendar=self.calendar,
+            settings=self.settings,
         )
         self._tasks.append(asyncio.create_task(self._worker.run(), name="worker"))
         self.health.set("worker", True)

@@ -18,7 +18,7 @@ class Calendar2AutoInput(BaseModel):
     order: ParsedOrder
     original_text: str = ""
     driver_name: str = ""
-    duration_minutes: int = 60
+    duration_minutes: int | None = None  # None: the worker's AUTODISPATCH_EVENT_DURATION_MINUTES
     language: str = "ru"
 
 
@@ -31,7 +31,7 @@ class CreateEventInput(BaseModel):
     chat_id: int
     order: ParsedOrder
     original_text: str = ""
-    duration_minutes: int = 60
+    duration_minutes: int | None = None
     language: str = "ru"
 
 

@@ -90,7 +90,19 @@ class Fakes:
             self.events.append(req)
             return CalendarEvent(event_id=req.event_id, html_link=f"https://calendar.test/{req.event_id}")
 
-        return [lookup_driver, parse_order, finish_step, set_open_question, send_reply, create_event]
+        @activity.defn(name="parse_with_llm")
+        async def parse_with_llm(req: ParseOrderInput) -> ParsedOrder | None:
+            return None  # the optional LLM fallback, off
+
+        return [
+            lookup_driver,
+            parse_order,
+            finish_step,
+            set_open_question,
+            send_reply,
+            create_event,
+            parse_with_llm,
+        ]
 
 
 def update(text: str, chat_id: int = DRIVER.chat_id, kind: str = "text") -> TelegramUpdateReceived:

@@ -24,7 +24,9 @@ async def run_worker(settings: Settings, task_queue: str) -> None:
     pool = await db.create_pool(app_dsn, max_size=20)
     bot = make_bot(token, api_base)
     client = await connect_with_retry(settings)
-    worker, executor = build_worker(client, task_queue, pool=pool, bot=bot, calendar=calendar)
+    worker, executor = build_worker(
+        client, task_queue, pool=pool, bot=bot, calendar=calendar, settings=settings
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,20 +12,27 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.calendar import CalendarActivities, CalendarService
+from activities.llm import LlmActivities
 from activities.parsing import ParseActivities
 from activities.store import StoreActivities
 from activities.telegram import TelegramActivities
+from autodispatch.settings import Settings
 from workflows.calendar2auto import Calendar2AutoWorkflow
 from workflows.main import MainWorkflow
 
 WORKFLOWS: Sequence[type] = (MainWorkflow, Calendar2AutoWorkflow)
 
 
-def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService) -> list:
+def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, settings: Settings) -> list:
     store = StoreActivities(pool)
     telegram = TelegramActivities(bot, pool)
-    cal = CalendarActivities(calendar)
+    cal = CalendarActivities(calendar, default_duration_minutes=settings.event_duration_minutes)
     parse = ParseActivities()
+    llm = LlmActivities(
+        settings.llm_base_url,
+        settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        settings.llm_model,
+    )
     return [
         store.lookup_driver,
         store.finish_step,
@@ -33,6 +40,7 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService) ->
         telegram.send_reply,
         cal.create_event,
         parse.parse_order,
+        llm.parse_with_llm,
     ]
 
 
@@ -43,6 +51,7 @@ def build_worker(
     pool: asyncpg.Pool,
     bot: Bot,
     calendar: CalendarService,
+    settings: Settings,
     max_concurrent_activities: int = 64,
     max_cached_workflows: int = 2000,
 ) -> tuple[Worker, concurrent.futures.ThreadPoolExecutor]:
@@ -55,7 +64,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=list(WORKFLOWS),
-        activities=build_activities(pool, bot, calendar),
+        activities=build_activities(pool, bot, calendar, settings),
         activity_executor=executor,
         max_concurrent_activities=max_concurrent_activities,
         max_cached_workflows=max_cached_workflows,

@@ -11,9 +11,10 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.llm import LlmActivities
     from activities.parsing import ParseActivities
     from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
@@ -23,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.calendar import Calendar2AutoInput, CalendarEvent
     from schemas.driver import Driver, DriverLookup, LookupDriverInput
     from schemas.flow import MainResult, Outcome
-    from schemas.order import ParsedOrder
+    from schemas.order import ORDER_FIELDS, ParsedOrder
     from schemas.store import FinishStepInput, OrderRecord, ParseOrderInput, QuestionInput
     from schemas.telegram import DriverAnswer, SendReplyInput, TelegramUpdateReceived
     from workflows import policies
@@ -193,6 +194,9 @@ class MainWorkflow:
         )
         if not looks_like_order:
             return await self._end(update, "not_an_order", "reply", texts.t(lang, "help"))
+        # Added after the first release: histories recorded before it replay without the step.
+        if parsed.missing_fields() and workflow.patched("llm-fallback"):
+            parsed = await self._fill_from_llm(update, driver, parsed)
 
         text = update.text
         asked = 0
@@ -225,6 +229,42 @@ class MainWorkflow:
             await self._set_question(driver, False)
 
         return await self._write_order(update, driver, parsed, text, lang)
+
+    async def _fill_from_llm(
+        self, update: TelegramUpdateReceived, driver: Driver, parsed: ParsedOrder
+    ) -> ParsedOrder:
+        """Ask the optional LLM for what the rules left missing or ambiguous; keep every rule-found value."""
+        try:
+            guess = await workflow.execute_local_activity_method(
+                LlmActivities.parse_with_llm,
+                ParseOrderInput(
+                    text=update.text,
+                    now=update.received_at,
+                    tz=driver.time_zone,
+                    region=driver.region,
+                    currency=driver.currency,
+                ),  # fmt: skip
+                start_to_close_timeout=policies.LLM_TIMEOUT,
+                retry_policy=policies.LLM_RETRY,
+            )
+        except ActivityError as err:
+            kind, message = _error_type(err)
+            self._record("llm", "llm_failed", update, outcome="error", error=kind, message=message)
+            return parsed
+        if guess is None:
+            return parsed
+        gaps = [
+            f
+            for f in ORDER_FIELDS
+            if f != "is_order" and (getattr(parsed, f) is None or f in parsed.ambiguous)
+        ]
+        filled = {f: getattr(guess, f) for f in gaps if getattr(guess, f) is not None}
+        if not filled:
+            return parsed
+        self._record("llm", "llm_filled", update, fields=sorted(filled))
+        return parsed.model_copy(
+            update={**filled, "ambiguous": [f for f in parsed.ambiguous if f not in filled], "is_order": True}
+        )
 
     async def _forward_answer(self, pending: str, update: TelegramUpdateReceived) -> bool:
         handle = workflow.get_external_workflow_handle(pending)

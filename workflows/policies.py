@@ -43,6 +43,14 @@ CALENDAR_RETRY = RetryPolicy(
 )
 CALENDAR_GIVE_UP = timedelta(days=1)
 
+# The optional LLM fallback: a few tries, then the driver is asked instead (it never blocks an order).
+LLM_TIMEOUT = timedelta(seconds=30)
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_attempts=3,
+    non_retryable_error_types=["LlmRejected"],
+)
+
 # How long a question to the driver (missing time or pickup) stays open.
 ANSWER_WAIT = timedelta(hours=24)
 MAX_QUESTIONS = 3
