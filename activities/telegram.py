@@ -8,6 +8,9 @@ our commit (milliseconds); the Bot API offers no way to ask whether a message we
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import time
 from datetime import timedelta
 
 import asyncpg
@@ -34,10 +37,50 @@ def _keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup |
     return InlineKeyboardMarkup(inline_keyboard=[[InlineKeyboardButton(**b) for b in row] for row in rows])
 
 
+class SendPacer:
+    """Telegram's limits as this process sees them: sends for the bot spaced at least 1/`per_second`
+    apart (so no one-second window holds more than the budget), and `per_chat_interval` seconds between
+    sends to one chat. The outbound task queue's server-side rate limit holds the budget across workers,
+    but it is a token bucket that may burst; this pacer smooths the burst. A margin absorbs jitter."""
+
+    MARGIN = 0.05
+
+    def __init__(self, per_second: float = 0.0, per_chat_interval: float = 0.0) -> None:
+        self.spacing = 1.0 / per_second * 1.02 if per_second > 0 else 0.0
+        self.per_chat_interval = per_chat_interval
+        self._slots: list[float] = []  # reserved send times, sorted
+        self._chat_next: dict[int, float] = {}
+
+    def reserve(self, chat_id: int, now: float) -> float:
+        """The earliest free moment for this send, reserved. No await inside: atomic on the event loop."""
+        at = max(now, self._chat_next.get(chat_id, 0.0))
+        if self.spacing > 0:
+            self._slots = self._slots[bisect.bisect_left(self._slots, now - self.spacing) :]
+            for slot in self._slots:  # first gap of `spacing` on both sides at or after `at`
+                if slot <= at - self.spacing:
+                    continue
+                if slot >= at + self.spacing:
+                    break
+                at = slot + self.spacing
+            bisect.insort(self._slots, at)
+        if self.per_chat_interval > 0:
+            self._chat_next[chat_id] = at + self.per_chat_interval + self.MARGIN
+            if len(self._chat_next) > 10_000:  # forget chats long past their slot
+                self._chat_next = {c: t for c, t in self._chat_next.items() if t > now}
+        return at
+
+    async def wait(self, chat_id: int) -> None:
+        now = time.monotonic()
+        at = self.reserve(chat_id, now)
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
 class TelegramActivities:
-    def __init__(self, bot: Bot, pool: asyncpg.Pool) -> None:
+    def __init__(self, bot: Bot, pool: asyncpg.Pool, pacer: SendPacer | None = None) -> None:
         self.bot = bot
         self.pool = pool
+        self.pacer = pacer
 
     @activity.defn(name="send_reply")
     async def send_reply(self, req: SendReplyInput) -> ReplySent:
@@ -56,6 +99,8 @@ class TelegramActivities:
             assert row is not None
             if row["status"] == "sent":
                 return ReplySent(message_id=row["telegram_message_id"], already_sent=True)
+            if self.pacer is not None:
+                await self.pacer.wait(req.chat_id)
             message_id = await self._send(req, text)
             await conn.execute(
                 """UPDATE outbox SET status = 'sent', telegram_message_id = $4, sent_at = now()

@@ -21,10 +21,10 @@ import asyncpg
 from aiogram import Bot
 from aiohttp import web
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from activities.calendar import CalendarService
 from autodispatch import db
+from autodispatch.api.routes import add_api_routes
 from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
 from autodispatch.runtime import dsns, read_sandbox
 from autodispatch.settings import Settings, SettingsError
@@ -33,7 +33,7 @@ from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
 from bot.polling import poll_updates
 from bot.server import WEBHOOK_PATH, Health, add_health_route, add_webhook_route
-from workers.worker import build_worker
+from workers.worker import Workers, build_workers
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +100,8 @@ class Stack:
     telegram_emulator: Any = None
     google_emulator: Any = None
     sandbox: SandboxInfo = field(default_factory=SandboxInfo)
-    _worker: Worker | None = None
+    _workers: Workers | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    _executor: Any = None
     _http: web.AppRunner | None = None
     http_app: web.Application | None = None
 
@@ -134,6 +133,7 @@ class Stack:
             await self._start_worker()
         self.http_app = web.Application()
         add_health_route(self.http_app, self.health)
+        add_api_routes(self.http_app, self.pool, self.settings)
         if self.run_bot:
             await self._start_bot()
         await self._start_http()
@@ -223,7 +223,7 @@ class Stack:
 
     async def _start_worker(self) -> None:
         assert self.client and self.pool and self.bot and self.calendar
-        self._worker, self._executor = build_worker(
+        self._workers = build_workers(
             self.client,
             self.settings.temporal_task_queue,
             pool=self.pool,
@@ -231,7 +231,7 @@ class Stack:
             calendar=self.calendar,
             settings=self.settings,
         )
-        self._tasks.append(asyncio.create_task(self._worker.run(), name="worker"))
+        self._tasks.append(asyncio.create_task(self._workers.run(), name="worker"))
         self.health.set("worker", True)
 
     async def _start_bot(self) -> None:
@@ -303,14 +303,12 @@ class Stack:
         for task in self._tasks:
             if task.get_name() == "polling":
                 task.cancel()
-        if self._worker is not None:
+        if self._workers is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._worker.shutdown(), timeout=20)
+                await asyncio.wait_for(self._workers.shutdown(), timeout=20)
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await task
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
         if self._http is not None:
             await self._http.cleanup()
         if self.bot is not None:

@@ -25,6 +25,13 @@ class TelegramUpdateReceived(BaseModel):
     edited: bool = False
     callback_data: str | None = None
     callback_query_id: str | None = None
+    # Where replies are sent from (the bot's rate-limited outbound queue); None: the flow's own queue.
+    reply_task_queue: str | None = None
+
+
+def outbound_task_queue(bot_id: int) -> str:
+    """One outbound queue per bot: Telegram's budget (30 messages/s) is the bot's."""
+    return f"telegram-outbound-{bot_id}"
 
 
 def main_workflow_id(bot_id: int, update_id: int) -> str:

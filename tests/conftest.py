@@ -143,6 +143,8 @@ def stack_settings(
         "http_port": free_port(),
         "temporal_task_queue": f"tq-{uuid.uuid4()}",
         "data_dir": tmp_path,
+        # Per-chat pacing is tested on its own (test_tenancy); elsewhere it would only slow bursts down.
+        "telegram_per_chat_interval": 0.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -364,9 +364,12 @@ async def test_temporal_down_means_no_ack_and_the_update_lands_later(
         server.stop()
 
 
-async def test_up_in_sandbox_mode_then_chat(tmp_path: Path) -> None:
+async def test_up_in_sandbox_mode_then_chat(session_dir: Path) -> None:
     """`autodispatch up` with nothing configured, `autodispatch chat`, SIGTERM; a second `up` recovers."""
     from autodispatch.embedded import free_port
+
+    # Not pytest's tmp_path: pytest keeps its root private (0700), and PostgreSQL runs as another user.
+    tmp_path = session_dir / f"up-{uuid.uuid4().hex[:8]}"
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODISPATCH_")}
     ports = {

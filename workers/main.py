@@ -12,30 +12,33 @@ from autodispatch.runtime import calendar_root, dsns, telegram_endpoint
 from autodispatch.settings import Settings
 from autodispatch.stack import connect_with_retry
 from bot.dispatcher import make_bot
-from workers.worker import build_worker
+from workers.worker import build_workers
 
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, task_queue: str) -> None:
+async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = False) -> None:
     token, api_base = telegram_endpoint(settings)
     calendar = CalendarService.from_settings(calendar_root(settings), settings.google_service_account_file)
     _, app_dsn = dsns(settings)
     pool = await db.create_pool(app_dsn, max_size=20)
     bot = make_bot(token, api_base)
     client = await connect_with_retry(settings)
-    worker, executor = build_worker(
-        client, task_queue, pool=pool, bot=bot, calendar=calendar, settings=settings
-    )
+    # A dedicated tenant's worker serves only its own queue; Telegram's outbound queue stays with the
+    # shared worker: the send budget is the bot's, whoever sends.
+    workers = build_workers(
+        client, task_queue, pool=pool, bot=bot, calendar=calendar, settings=settings,
+        serve_outbound=not dedicated,
+    )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     print(f"worker polling task queue {task_queue!r}", flush=True)
+    running = asyncio.create_task(workers.run())
     try:
-        async with worker:
-            await stop.wait()
+        await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        await workers.shutdown()
         await bot.session.close()
         await pool.close()

@@ -3,8 +3,10 @@ bound activity methods next to the workflows."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from aiogram import Bot
@@ -15,8 +17,9 @@ from activities.calendar import CalendarActivities, CalendarService
 from activities.llm import LlmActivities
 from activities.parsing import ParseActivities
 from activities.store import StoreActivities
-from activities.telegram import TelegramActivities
+from activities.telegram import SendPacer, TelegramActivities
 from autodispatch.settings import Settings
+from schemas.telegram import outbound_task_queue
 from workflows.calendar2auto import Calendar2AutoWorkflow
 from workflows.main import MainWorkflow
 
@@ -44,7 +47,22 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
     ]
 
 
-def build_worker(
+@dataclass
+class Workers:
+    """The workers of one process and the thread pool their synchronous activities run on."""
+
+    workers: list[Worker]
+    executor: concurrent.futures.ThreadPoolExecutor
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_workers(
     client: Client,
     task_queue: str,
     *,
@@ -52,21 +70,40 @@ def build_worker(
     bot: Bot,
     calendar: CalendarService,
     settings: Settings,
+    serve_outbound: bool = True,
     max_concurrent_activities: int = 64,
     max_cached_workflows: int = 2000,
-) -> tuple[Worker, concurrent.futures.ThreadPoolExecutor]:
-    """A worker for `task_queue`; the caller owns (and shuts down) the returned thread pool."""
-    # google-api-python-client is synchronous: its activity runs on these threads.
+) -> Workers:
+    """The flow worker for `task_queue` and (unless a dedicated tenant's worker) the Telegram outbound one."""
+    # google-api-python-client is synchronous: its activity runs on these threads, one per slot, so a
+    # slow Calendar call never starves the slots (idle threads are cheap).
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=max_concurrent_activities, thread_name_prefix="calendar"
     )
-    worker = Worker(
-        client,
-        task_queue=task_queue,
-        workflows=list(WORKFLOWS),
-        activities=build_activities(pool, bot, calendar, settings),
-        activity_executor=executor,
-        max_concurrent_activities=max_concurrent_activities,
-        max_cached_workflows=max_cached_workflows,
-    )
-    return worker, executor
+    activities = build_activities(pool, bot, calendar, settings)
+    workers = [
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=list(WORKFLOWS),
+            activities=activities,
+            activity_executor=executor,
+            max_concurrent_activities=max_concurrent_activities,
+            max_cached_workflows=max_cached_workflows,
+        )
+    ]
+    if serve_outbound:
+        # Every message to Telegram goes through this queue; the server enforces the bot's budget
+        # (30 messages/s) across all workers, so no process can exceed it.
+        pacer = SendPacer(settings.telegram_messages_per_second, settings.telegram_per_chat_interval)
+        telegram = TelegramActivities(bot, pool, pacer)
+        workers.append(
+            Worker(
+                client,
+                task_queue=outbound_task_queue(bot.id),
+                activities=[telegram.send_reply],
+                max_task_queue_activities_per_second=settings.telegram_messages_per_second,
+                max_concurrent_activities=max_concurrent_activities,
+            )
+        )
+    return Workers(workers, executor)

@@ -97,6 +97,8 @@ class MainWorkflow:
                     text=text,
                     reply_to_message_id=update.message_id,
                 ),
+                # The bot's outbound queue, rate-limited by the server (Telegram's 30 messages/s).
+                task_queue=update.reply_task_queue,
                 start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
                 schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
                 retry_policy=policies.TELEGRAM_RETRY,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from aiogram.types import Message, Update
 
-from schemas.telegram import MessageKind, TelegramUpdateReceived
+from schemas.telegram import MessageKind, TelegramUpdateReceived, outbound_task_queue
 
 
 def received_from(
@@ -25,4 +25,5 @@ def received_from(
         # Telegram's own timestamp of the message: "tomorrow" means tomorrow from when it was sent.
         received_at=message.date if message.date else datetime.now(UTC),
         edited=update.edited_message is not None,
+        reply_task_queue=outbound_task_queue(bot_id),
     )
