@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import sys
 from typing import Any
 
+from autodispatch.admin import AdminError
 from autodispatch.settings import Settings, SettingsError, load_settings
 
 
@@ -37,7 +39,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from workers.main import run_worker
 
     queue = args.task_queue or (f"tenant-{args.tenant}" if args.tenant else settings.temporal_task_queue)
-    asyncio.run(run_worker(settings, queue))
+    asyncio.run(run_worker(settings, queue, dedicated=bool(args.tenant)))
     return 0
 
 
@@ -201,7 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     pp = sub.add_parser("parse", help="parse an order text (or --jsonl from stdin)")
     parse_cli.add_arguments(pp)
+
+    for module in COMMAND_MODULES:
+        COMMANDS.update(importlib.import_module(module).add_commands(sub))
     return p
+
+
+# Modules that add command groups: each has add_commands(subparsers) -> {command name: handler},
+# a handler being (args, settings) -> exit code.
+COMMAND_MODULES: list[str] = []
 
 
 COMMANDS = {
@@ -223,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except (AdminError, FileNotFoundError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

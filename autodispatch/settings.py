@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     temporal_tls_cert_file: Path | None = None
     temporal_tls_key_file: Path | None = None
     temporal_task_queue: str = "autodispatch"
+    # All messages to Telegram go through one queue per bot (telegram-outbound-<bot id>), rate-limited
+    # by the Temporal server so the budget holds across workers.
+    telegram_messages_per_second: float = Field(default=30.0, gt=0)  # Bot API: 30 msg/s per bot
+    telegram_per_chat_interval: float = Field(default=1.0, ge=0)  # and about one per second per chat
     temporal_grpc_port: int = 7233
     temporal_ui_port: int = 8233
     postgres_port: int = 55432  # embedded PostgreSQL (loopback only)
@@ -64,6 +68,12 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"
 
+    # Admin API (/api/v1): JWTs signed HS256 with jwt_secret, or RS256 (verified with the public key;
+    # the private key only for `autodispatch token issue`). Unset: JWTs are refused, API keys still work.
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_private_key_file: Path | None = None
+
     @field_validator("telegram_api_base", "google_api_endpoint")
     @classmethod
     def _url(cls, v: str) -> str:
@@ -83,6 +93,23 @@ class Settings(BaseSettings):
     @field_validator("google_service_account_file")
     @classmethod
     def _sa_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"file {v} does not exist")
+        return v
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        # HS256 is only as strong as its secret: refuse guessable ones up front.
+        if v is not None and len(v.get_secret_value().encode()) < 32:
+            raise ValueError(
+                "must be at least 32 bytes (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return v
+
+    @field_validator("jwt_public_key_file", "jwt_private_key_file")
+    @classmethod
+    def _jwt_key_file(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_file():
             raise ValueError(f"file {v} does not exist")
         return v
