@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"
 
-    # Admin API (/api/v1): JWTs signed HS256 with jwt_secret, or RS256 (verified with the public key;
-    # the private key only for `autodispatch token issue`). Unset: JWTs are refused, API keys still work.
+    # Admin API (/api/v1): JWTs signed HS256 with jwt_secret, or RS256 (verified with the public key, or
+    # the private key's public half; `token issue` signs with the private key). Unset: JWTs are refused,
+    # API keys still work.
     jwt_secret: SecretStr | None = None
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None
@@ -97,11 +98,15 @@ class Settings(BaseSettings):
             raise ValueError(f"file {v} does not exist")
         return v
 
-    @field_validator("jwt_secret")
+    @field_validator("jwt_secret", mode="before")
     @classmethod
-    def _jwt_secret(cls, v: SecretStr | None) -> SecretStr | None:
+    def _jwt_secret(cls, v: object) -> object:
+        # An empty AUTODISPATCH_JWT_SECRET= means "not set" (API keys only).
+        if v is None or v == "":
+            return None
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
         # HS256 is only as strong as its secret: refuse guessable ones up front.
-        if v is not None and len(v.get_secret_value().encode()) < 32:
+        if len(raw.encode()) < 32:
             raise ValueError(
                 "must be at least 32 bytes (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
