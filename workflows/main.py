@@ -47,7 +47,8 @@ def _error_type(err: BaseException | None) -> tuple[str, str]:
 class MainWorkflow:
     def __init__(self) -> None:
         self._answers: list[DriverAnswer] = []
-        self._audit: list[AuditEntry] = []
+        self._audit: list[AuditEntry] = []  # every row of this flow; rows before _flushed are written
+        self._flushed = 0
         self._tenant_id = SYSTEM_TENANT
         self._order_id: str | None = None
 
@@ -62,7 +63,7 @@ class MainWorkflow:
     # -- steps -------------------------------------------------------------------------
     def _record(
         self, step: str, action: str, update: TelegramUpdateReceived, outcome: str = "ok", **details: Any
-    ):
+    ) -> None:
         self._audit.append(
             AuditEntry(
                 tenant_id=self._tenant_id,
@@ -77,7 +78,8 @@ class MainWorkflow:
         )
 
     async def _flush(self, order: OrderRecord | None = None) -> None:
-        rows, self._audit = self._audit, []
+        rows = self._audit[self._flushed :]
+        self._flushed = len(self._audit)
         await workflow.execute_local_activity_method(
             StoreActivities.finish_step,
             FinishStepInput(audit=rows, order=order),
