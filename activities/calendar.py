@@ -22,7 +22,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from autodispatch.texts import event_description, event_summary
-from schemas.calendar import CalendarEvent, CreateEventInput
+from schemas.calendar import CalendarEvent, CancelEventInput, CreateEventInput
 
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar"
 # Errors that retrying cannot fix: the workflow tells the driver what to do instead.
@@ -170,3 +170,19 @@ class CalendarActivities:
             raise ApplicationError(
                 f"Google refused our credentials: {exc}", type="CalendarAuthFailed", non_retryable=True
             ) from exc
+
+    @activity.defn(name="cancel_event")
+    def cancel_event(self, req: CancelEventInput) -> bool:
+        """Delete the order's event. True if it was there; an event already gone is done, not an error."""
+        events = self.calendar.service.events()
+        try:
+            self.calendar.execute(events.delete(calendarId=req.calendar_id, eventId=req.event_id))
+        except HttpError as exc:
+            if exc.resp.status in (404, 410):
+                return False
+            raise classify_http_error(exc, req.calendar_id) from exc
+        except google.auth.exceptions.RefreshError as exc:
+            raise ApplicationError(
+                f"Google refused our credentials: {exc}", type="CalendarAuthFailed", non_retryable=True
+            ) from exc
+        return True

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncpg
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from autodispatch import tenants
 from autodispatch.db import system_tx, tenant_tx
 from schemas.driver import Driver, DriverLookup, LookupDriverInput
-from schemas.store import FinishStepInput, QuestionInput
+from schemas.store import AuthorizeOrderInput, FinishStepInput, OrderRef, OrderStatusInput, QuestionInput
 
 
 class StoreActivities:
@@ -107,3 +109,25 @@ class StoreActivities:
                     "DELETE FROM open_questions WHERE tenant_id = $1 AND chat_id = $2 AND workflow_id = $3",
                     req.tenant_id, req.chat_id, req.workflow_id,
                 )  # fmt: skip
+
+    @activity.defn(name="authorize_order")
+    async def authorize_order(self, req: AuthorizeOrderInput) -> OrderRef:
+        """The order named by a button press, only if it is the pressing chat's own (else audited, denied)."""
+        try:
+            row = await tenants.order_for_chat(
+                self.pool, chat_id=req.chat_id, order_id=req.order_id, workflow_id=req.workflow_id
+            )
+        except tenants.Forbidden as exc:
+            raise ApplicationError(str(exc), type="OrderForbidden", non_retryable=True) from exc
+        return OrderRef(
+            tenant_id=row["tenant_id"], order_id=row["order_id"], chat_id=row["chat_id"], status=row["status"],
+            calendar_id=row["calendar_id"], event_id=row["event_id"],
+        )  # fmt: skip
+
+    @activity.defn(name="set_order_status")
+    async def set_order_status(self, req: OrderStatusInput) -> None:
+        async with tenant_tx(self.pool, req.tenant_id) as conn:
+            await conn.execute(
+                "UPDATE orders SET status = $3, updated_at = now() WHERE tenant_id = $1 AND order_id = $2",
+                req.tenant_id, req.order_id, req.status,
+            )  # fmt: skip

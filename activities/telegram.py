@@ -28,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 
 from autodispatch.db import tenant_tx
 from autodispatch.texts import fit_telegram
-from schemas.telegram import ReplySent, SendReplyInput
+from schemas.telegram import AnswerCallbackInput, EditCardInput, ReplySent, SendReplyInput
 
 
 def _keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
@@ -147,3 +147,34 @@ class TelegramActivities:
             ) from exc
         # Network errors and 5xx (TelegramNetworkError, TelegramServerError) propagate: retried.
         return msg.message_id
+
+    @activity.defn(name="answer_callback")
+    async def answer_callback(self, req: AnswerCallbackInput) -> None:
+        try:
+            await self.bot.answer_callback_query(
+                req.callback_query_id, text=req.text or None, show_alert=req.show_alert
+            )
+        except TelegramBadRequest as exc:
+            # "query is too old" / already answered: a retry or a late worker; nothing left to do.
+            activity.logger.info("callback %s not answered: %s", req.callback_query_id, exc.message)
+
+    @activity.defn(name="edit_card")
+    async def edit_card(self, req: EditCardInput) -> None:
+        """Edit in place; editing to the same content again (a retry) is done, not an error."""
+        try:
+            await self.bot.edit_message_text(
+                text=fit_telegram(req.text), chat_id=req.chat_id, message_id=req.message_id,
+                reply_markup=_keyboard(req.buttons),
+            )  # fmt: skip
+        except TelegramRetryAfter as exc:
+            raise ApplicationError(
+                f"Telegram rate limit, retry after {exc.retry_after}s",
+                type="TelegramRetryAfter",
+                next_retry_delay=timedelta(seconds=exc.retry_after),
+            ) from exc
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return
+            raise ApplicationError(
+                f"Telegram rejected the edit: {exc.message}", type="TelegramBadRequest", non_retryable=True
+            ) from exc

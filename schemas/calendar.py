@@ -39,3 +39,8 @@ class CalendarEvent(BaseModel):
     event_id: str
     html_link: str | None = None
     created: bool = True  # False: it already existed (a retried or replayed insert)
+
+
+class CancelEventInput(BaseModel):
+    calendar_id: str
+    event_id: str

@@ -17,6 +17,9 @@ Outcome = Literal[
     "calendar_failed",
     "unsupported_message",
     "command",
+    "order_cancelled",
+    "callback_denied",
+    "button_unknown",
 ]
 
 

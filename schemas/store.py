@@ -43,3 +43,26 @@ class ParseOrderInput(BaseModel):
     tz: str
     region: str | None = None
     currency: str | None = None
+
+
+class AuthorizeOrderInput(BaseModel):
+    """Callback data names an order; it is acted on only if it is the pressing chat's own."""
+
+    chat_id: int
+    order_id: str
+    workflow_id: str
+
+
+class OrderRef(BaseModel):
+    tenant_id: str
+    order_id: str
+    chat_id: int
+    status: str
+    calendar_id: str | None = None
+    event_id: str | None = None
+
+
+class OrderStatusInput(BaseModel):
+    tenant_id: str
+    order_id: str
+    status: str

@@ -63,3 +63,20 @@ class DriverAnswer(BaseModel):
     text: str
     message_id: int | None = None
     update_workflow_id: str | None = None
+
+
+class AnswerCallbackInput(BaseModel):
+    """Telegram's spinner on a pressed button stops only when the press is answered."""
+
+    callback_query_id: str
+    text: str = ""
+    show_alert: bool = False
+
+
+class EditCardInput(BaseModel):
+    """Edit an order card in place (never re-send it)."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    buttons: list[list[dict[str, str]]] | None = None  # None removes the buttons

@@ -4,6 +4,7 @@ Google emulators spoken to over HTTP by aiogram and google-api-python-client. No
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -434,3 +435,66 @@ def test_broken_config_stops_with_one_line_naming_the_setting(tmp_path: Path) ->
     assert len(lines) == 1 and lines[0].startswith("configuration error: AUTODISPATCH_TELEGRAM_MODE"), (
         res.stderr
     )
+
+
+async def test_cancel_button_removes_the_event_and_edits_the_card(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, tenant = await new_driver(stack, outside)
+        sent = send(outside, stack, chat_id, "завтра 9:30 Внуково → Тверская 7, 2500₽")
+        order = await finished(stack, sent["update_id"])
+        (card,) = replies(outside, stack, chat_id)
+        button = card["reply_markup"]["inline_keyboard"][0][0]
+        assert button["callback_data"] == f"cancel:{order.order_id}"
+
+        press = outside.telegram.user_clicks(
+            token_of(stack), chat_id, card["message_id"], button["callback_data"]
+        )
+        result = await finished(stack, press["update_id"])
+        assert result.outcome == "order_cancelled"
+        (event,) = await events_of(outside, calendar_id)
+        assert event["status"] == "cancelled"
+        log = outside.telegram.sent(token_of(stack), chat_id)
+        edited = next(
+            m for m in log if m.get("message_id") == card["message_id"] and m["method"] == "sendMessage"
+        )
+        assert edited["edits"] and "Заказ отменён" in edited["edits"][-1]["text"]
+        assert any(m["method"] == "answerCallbackQuery" for m in log)
+        assert len(replies(outside, stack, chat_id)) == 1  # the card was edited, not re-sent
+        assert stack.pool is not None
+        audit = await admin.read_audit(stack.pool, tenant=tenant)
+        assert "order_cancelled" in [r["action"] for r in audit]
+
+
+async def test_a_button_naming_another_drivers_order_is_denied_and_audited(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        victim, victim_calendar, _ = await new_driver(stack, outside)
+        intruder, _, intruder_tenant = await new_driver(stack, outside)
+        order = await finished(
+            stack, send(outside, stack, victim, "завтра 9:30 Внуково → Тверская 7, 2500₽")["update_id"]
+        )
+        own = await finished(
+            stack, send(outside, stack, intruder, "завтра 11:00 Шереметьево → Химки, 1800₽")["update_id"]
+        )
+        (intruder_card,) = replies(outside, stack, intruder)
+        # A tampered client sends the victim's order id from the intruder's own card.
+        press = outside.telegram.user_clicks(
+            token_of(stack), intruder, intruder_card["message_id"], f"cancel:{order.order_id}"
+        )
+        result = await finished(stack, press["update_id"])
+        assert result.outcome == "callback_denied" and own.outcome == "event_created"
+        (event,) = await events_of(outside, victim_calendar)
+        assert event["status"] != "cancelled"
+        answer = next(
+            m
+            for m in outside.telegram.sent(token_of(stack), intruder)
+            if m["method"] == "answerCallbackQuery"
+        )
+        assert "не ваш" in json.dumps(answer, ensure_ascii=False)
+        assert stack.pool is not None
+        audit = await admin.read_audit(stack.pool, tenant=intruder_tenant)
+        denied = [r for r in audit if r["action"] == "callback_denied"]
+        assert denied and denied[0]["order_id"] == order.order_id

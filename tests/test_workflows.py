@@ -15,11 +15,25 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from schemas.audit import AuditEntry
-from schemas.calendar import CalendarEvent, CreateEventInput
+from schemas.calendar import CalendarEvent, CancelEventInput, CreateEventInput
 from schemas.driver import Driver, DriverLookup, LookupDriverInput
 from schemas.order import ParsedOrder
-from schemas.store import FinishStepInput, ParseOrderInput, QuestionInput
-from schemas.telegram import DriverAnswer, ReplySent, SendReplyInput, TelegramUpdateReceived
+from schemas.store import (
+    AuthorizeOrderInput,
+    FinishStepInput,
+    OrderRef,
+    OrderStatusInput,
+    ParseOrderInput,
+    QuestionInput,
+)
+from schemas.telegram import (
+    AnswerCallbackInput,
+    DriverAnswer,
+    EditCardInput,
+    ReplySent,
+    SendReplyInput,
+    TelegramUpdateReceived,
+)
 from workers.worker import WORKFLOWS
 from workflows.main import MainWorkflow
 
@@ -49,6 +63,10 @@ class Fakes:
     events: list[CreateEventInput] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
     calendar_failures: list[ApplicationError] = field(default_factory=list)
+    orders: dict[str, OrderRef] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
+    answers: list[AnswerCallbackInput] = field(default_factory=list)
+    edits: list[EditCardInput] = field(default_factory=list)
 
     def activities(self) -> list:
         @activity.defn(name="lookup_driver")
@@ -90,6 +108,30 @@ class Fakes:
             self.events.append(req)
             return CalendarEvent(event_id=req.event_id, html_link=f"https://calendar.test/{req.event_id}")
 
+        @activity.defn(name="authorize_order")
+        async def authorize_order(req: AuthorizeOrderInput) -> OrderRef:
+            order = self.orders.get(req.order_id)
+            if order is None or order.chat_id != req.chat_id:
+                raise ApplicationError("not yours", type="OrderForbidden", non_retryable=True)
+            return order
+
+        @activity.defn(name="set_order_status")
+        async def set_order_status(req: OrderStatusInput) -> None:
+            self.orders[req.order_id] = self.orders[req.order_id].model_copy(update={"status": req.status})
+
+        @activity.defn(name="cancel_event")
+        async def cancel_event(req: CancelEventInput) -> bool:
+            self.cancelled.append(req.event_id)
+            return True
+
+        @activity.defn(name="answer_callback")
+        async def answer_callback(req: AnswerCallbackInput) -> None:
+            self.answers.append(req)
+
+        @activity.defn(name="edit_card")
+        async def edit_card(req: EditCardInput) -> None:
+            self.edits.append(req)
+
         @activity.defn(name="parse_with_llm")
         async def parse_with_llm(req: ParseOrderInput) -> ParsedOrder | None:
             return None  # the optional LLM fallback, off
@@ -102,6 +144,11 @@ class Fakes:
             send_reply,
             create_event,
             parse_with_llm,
+            authorize_order,
+            set_order_status,
+            cancel_event,
+            answer_callback,
+            edit_card,
         ]
 
 
@@ -289,3 +336,44 @@ async def test_transient_calendar_errors_are_retried(
         result = await run_main(time_skipping_env, task_queue, update("order"))
     assert result.outcome == "event_created"
     assert len(fakes.events) == 1 and fakes.calendar_failures == []
+
+
+def press(data: str, chat_id: int = DRIVER.chat_id) -> TelegramUpdateReceived:
+    return update("✅ Заказ в календаре", chat_id=chat_id, kind="callback").model_copy(
+        update={"callback_data": data, "callback_query_id": "cq-1"}
+    )
+
+
+async def test_cancel_button_cancels_own_order(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fakes = Fakes()
+    fakes.orders["o1"] = OrderRef(
+        tenant_id="acme",
+        order_id="o1",
+        chat_id=DRIVER.chat_id,
+        status="in_calendar",
+        calendar_id="c",
+        event_id="o1",
+    )
+    async with worker(time_skipping_env.client, task_queue, fakes):
+        result = await run_main(time_skipping_env, task_queue, press("cancel:o1"))
+    assert result.outcome == "order_cancelled"
+    assert fakes.cancelled == ["o1"] and fakes.orders["o1"].status == "cancelled"
+    assert fakes.answers[0].text == "Заказ отменён" and "Заказ отменён" in fakes.edits[0].text
+    assert fakes.edits[0].buttons is None and fakes.replies == []
+
+
+async def test_button_for_someone_elses_order_is_denied(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fakes = Fakes()
+    fakes.orders["o2"] = OrderRef(
+        tenant_id="other", order_id="o2", chat_id=99, status="in_calendar", calendar_id="c", event_id="o2"
+    )
+    async with worker(time_skipping_env.client, task_queue, fakes):
+        result = await run_main(time_skipping_env, task_queue, press("cancel:o2"))
+        stale = await run_main(time_skipping_env, task_queue, press("confirm-v0:whatever"))
+    assert result.outcome == "callback_denied" and fakes.cancelled == []
+    assert fakes.answers[0].show_alert and "не ваш" in fakes.answers[0].text
+    assert stale.outcome == "button_unknown"

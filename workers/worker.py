@@ -40,8 +40,13 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
         store.lookup_driver,
         store.finish_step,
         store.set_open_question,
+        store.authorize_order,
+        store.set_order_status,
         telegram.send_reply,
+        telegram.answer_callback,
+        telegram.edit_card,
         cal.create_event,
+        cal.cancel_event,
         parse.parse_order,
         llm.parse_with_llm,
     ]
@@ -101,7 +106,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=outbound_task_queue(bot.id),
-                activities=[telegram.send_reply],
+                activities=[telegram.send_reply, telegram.answer_callback, telegram.edit_card],
                 max_task_queue_activities_per_second=settings.telegram_messages_per_second,
                 max_concurrent_activities=max_concurrent_activities,
             )

@@ -14,6 +14,7 @@ from temporalio.common import Priority
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.calendar import CalendarActivities
     from activities.llm import LlmActivities
     from activities.parsing import ParseActivities
     from activities.store import StoreActivities
@@ -21,12 +22,26 @@ with workflow.unsafe.imports_passed_through():
     from autodispatch import texts
     from autodispatch.db import SYSTEM_TENANT
     from schemas.audit import AuditEntry
-    from schemas.calendar import Calendar2AutoInput, CalendarEvent
+    from schemas.calendar import Calendar2AutoInput, CalendarEvent, CancelEventInput
     from schemas.driver import Driver, DriverLookup, LookupDriverInput
     from schemas.flow import MainResult, Outcome
     from schemas.order import ORDER_FIELDS, ParsedOrder
-    from schemas.store import FinishStepInput, OrderRecord, ParseOrderInput, QuestionInput
-    from schemas.telegram import DriverAnswer, SendReplyInput, TelegramUpdateReceived
+    from schemas.store import (
+        AuthorizeOrderInput,
+        FinishStepInput,
+        OrderRecord,
+        OrderRef,
+        OrderStatusInput,
+        ParseOrderInput,
+        QuestionInput,
+    )
+    from schemas.telegram import (
+        AnswerCallbackInput,
+        DriverAnswer,
+        EditCardInput,
+        SendReplyInput,
+        TelegramUpdateReceived,
+    )
     from workflows import policies
     from workflows.calendar2auto import Calendar2AutoWorkflow
     from workflows.ids import ORDER_ID, TENANT_ID, calendar_workflow_id, order_id_for
@@ -87,7 +102,13 @@ class MainWorkflow:
             retry_policy=policies.DB_RETRY,
         )
 
-    async def _reply(self, update: TelegramUpdateReceived, step: str, text: str) -> int | None:
+    async def _reply(
+        self,
+        update: TelegramUpdateReceived,
+        step: str,
+        text: str,
+        buttons: list[list[dict[str, str]]] | None = None,
+    ) -> int | None:
         try:
             sent = await workflow.execute_activity_method(
                 TelegramActivities.send_reply,
@@ -98,6 +119,7 @@ class MainWorkflow:
                     chat_id=update.chat_id,
                     text=text,
                     reply_to_message_id=update.message_id,
+                    buttons=buttons,
                 ),
                 # The bot's outbound queue, rate-limited by the server (Telegram's 30 messages/s).
                 task_queue=update.reply_task_queue,
@@ -179,6 +201,8 @@ class MainWorkflow:
         if driver.status != "active":
             key = "driver_pending" if driver.status == "pending" else "driver_disabled"
             return await self._end(update, "driver_disabled", "refusal", texts.t(lang, key))
+        if update.kind == "callback":
+            return await self._on_button(update, driver, lang)
         if update.kind == "unsupported":
             return await self._end(update, "unsupported_message", "reply", texts.t(lang, "send_text"))
         if update.kind == "command":
@@ -251,7 +275,7 @@ class MainWorkflow:
                 start_to_close_timeout=policies.LLM_TIMEOUT,
                 retry_policy=policies.LLM_RETRY,
             )
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure may come bare
             kind, message = _error_type(err)
             self._record("llm", "llm_failed", update, outcome="error", error=kind, message=message)
             return parsed
@@ -269,6 +293,100 @@ class MainWorkflow:
         return parsed.model_copy(
             update={**filled, "ambiguous": [f for f in parsed.ambiguous if f not in filled], "is_order": True}
         )
+
+    async def _answer_button(self, update: TelegramUpdateReceived, text: str, alert: bool = False) -> None:
+        if not update.callback_query_id:
+            return
+        try:
+            await workflow.execute_activity_method(
+                TelegramActivities.answer_callback,
+                AnswerCallbackInput(callback_query_id=update.callback_query_id, text=text, show_alert=alert),
+                task_queue=update.reply_task_queue,
+                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
+                # Telegram forgets an unanswered press after a while; retrying past that is pointless.
+                schedule_to_close_timeout=policies.CALLBACK_GIVE_UP,
+                retry_policy=policies.TELEGRAM_RETRY,
+            )
+        except FailureError as err:
+            self._record(
+                "answer:failed", "callback_answer_failed", update, outcome="error", error=_error_type(err)[0]
+            )
+
+    async def _on_button(self, update: TelegramUpdateReceived, driver: Driver, lang: str) -> MainResult:
+        """A press on an order card. Callback data comes from the client: the order it names is acted
+        on only if it is this chat's own (authorize_order audits and refuses anything else)."""
+        action, _, order_id = (update.callback_data or "").partition(":")
+        if action != "cancel" or not order_id:
+            await self._answer_button(update, texts.t(lang, "unknown_button"))
+            self._record("outcome", "button_unknown", update, data=(update.callback_data or "")[:64])
+            await self._flush()
+            return MainResult(outcome="button_unknown", tenant_id=self._tenant_id)
+        self._order_id = order_id
+        try:
+            order: OrderRef = await workflow.execute_local_activity_method(
+                StoreActivities.authorize_order,
+                AuthorizeOrderInput(
+                    chat_id=update.chat_id, order_id=order_id, workflow_id=workflow.info().workflow_id
+                ),
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_RETRY,
+            )
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure may come bare
+            if _error_type(err)[0] != "OrderForbidden":
+                raise
+            await self._answer_button(update, texts.t(lang, "not_your_order"), alert=True)
+            self._record(
+                "outcome", "callback_denied", update, outcome="denied", data=(update.callback_data or "")[:64]
+            )
+            await self._flush()
+            return MainResult(outcome="callback_denied", tenant_id=self._tenant_id, order_id=order_id)
+        if order.status != "cancelled" and order.calendar_id and order.event_id:
+            try:
+                removed = await workflow.execute_activity_method(
+                    CalendarActivities.cancel_event,
+                    CancelEventInput(calendar_id=order.calendar_id, event_id=order.event_id),
+                    task_queue=driver.task_queue or workflow.info().task_queue,
+                    start_to_close_timeout=policies.CALENDAR_TIMEOUT,
+                    schedule_to_close_timeout=policies.CALENDAR_GIVE_UP,
+                    retry_policy=policies.CALENDAR_RETRY,
+                    priority=Priority(fairness_key=driver.tenant_id),
+                )
+            except ActivityError as err:
+                kind, message = _error_type(err)
+                reason = texts.t(lang, "calendar_failed", reason=kind or "error")
+                await self._answer_button(update, reason, alert=True)
+                self._record(
+                    "calendar", "cancel_failed", update, outcome="error", error=kind, message=message
+                )
+                await self._flush()
+                return MainResult(outcome="calendar_failed", tenant_id=self._tenant_id, order_id=order_id)
+            self._record("calendar", "event_cancelled", update, event_id=order.event_id, was_there=removed)
+        already = order.status == "cancelled"
+        await workflow.execute_local_activity_method(
+            StoreActivities.set_order_status,
+            OrderStatusInput(tenant_id=order.tenant_id, order_id=order_id, status="cancelled"),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
+        )
+        await self._answer_button(
+            update, texts.t(lang, "already_cancelled" if already else "order_cancelled")
+        )
+        if update.message_id and not already:
+            await workflow.execute_activity_method(
+                TelegramActivities.edit_card,
+                EditCardInput(
+                    chat_id=update.chat_id,
+                    message_id=update.message_id,
+                    text=f"{update.text}\n\n{texts.t(lang, 'card_cancelled')}",
+                ),  # fmt: skip
+                task_queue=update.reply_task_queue,
+                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
+                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
+                retry_policy=policies.TELEGRAM_RETRY,
+            )
+        self._record("outcome", "order_cancelled", update, already=already)
+        await self._flush()
+        return MainResult(outcome="order_cancelled", tenant_id=self._tenant_id, order_id=order_id)
 
     async def _forward_answer(self, pending: str, update: TelegramUpdateReceived) -> bool:
         handle = workflow.get_external_workflow_handle(pending)
@@ -341,7 +459,10 @@ class MainWorkflow:
             event_id=event.event_id, calendar_id=driver.calendar_id,
         )  # fmt: skip
         message_id = await self._reply(
-            update, "reply", texts.confirmation(parsed, driver.time_zone, lang, event.html_link)
+            update,
+            "reply",
+            texts.confirmation(parsed, driver.time_zone, lang, event.html_link),
+            buttons=[[{"text": texts.t(lang, "cancel_button"), "callback_data": f"cancel:{self._order_id}"}]],
         )
         self._record("outcome", "event_created", update)
         await self._flush(record)

@@ -24,6 +24,8 @@ TELEGRAM_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=["TelegramForbidden", "TelegramBadRequest", "TelegramUnauthorized"],
 )
+# A pressed button's spinner: Telegram forgets an unanswered press after a while.
+CALLBACK_GIVE_UP = timedelta(minutes=2)
 # A reply that cannot go out for a day is given up (and audited); the event is already written.
 TELEGRAM_GIVE_UP = timedelta(days=1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aiogram.types import Message, Update
+from aiogram.types import CallbackQuery, Message, Update
 
 from schemas.telegram import MessageKind, TelegramUpdateReceived, outbound_task_queue
 
@@ -25,5 +25,25 @@ def received_from(
         # Telegram's own timestamp of the message: "tomorrow" means tomorrow from when it was sent.
         received_at=message.date if message.date else datetime.now(UTC),
         edited=update.edited_message is not None,
+        reply_task_queue=outbound_task_queue(bot_id),
+    )
+
+
+def received_from_callback(bot_id: int, update: Update, callback: CallbackQuery) -> TelegramUpdateReceived:
+    """A button press: the card it was on, the data it carried, and who pressed it."""
+    message = callback.message if isinstance(callback.message, Message) else None
+    return TelegramUpdateReceived(
+        bot_id=bot_id,
+        update_id=update.update_id,
+        # The presser's private chat: callback data is checked against this chat's own orders.
+        chat_id=message.chat.id if message else callback.from_user.id,
+        message_id=message.message_id if message else None,
+        text=(message.text or "") if message else "",
+        kind="callback",
+        sender_name=callback.from_user.full_name,
+        language_code=callback.from_user.language_code,
+        received_at=message.date if message and message.date else datetime.now(UTC),
+        callback_data=callback.data,
+        callback_query_id=callback.id,
         reply_task_queue=outbound_task_queue(bot_id),
     )
