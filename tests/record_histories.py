@@ -1,8 +1,9 @@
 """Record the replay-test histories from a real run: `python -m tests.record_histories`.
 
 Runs the real stack (embedded Temporal and Postgres, the emulators), drives one order per outcome
-through Telegram, and writes each MainWorkflow history to tests/histories/<name>.json. Re-record only
-when a history format or a new outcome needs covering; old histories must keep replaying (patched()).
+through Telegram, and writes each MainWorkflow history to tests/histories/<name>.json. Existing files
+are never overwritten: they are what workflows started by older code look like, and must keep
+replaying (that is what workflow.patched() guards). Delete a file on purpose to re-record it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ async def main() -> None:
             )
             user = {"first_name": "Ivan", "language_code": "ru"}
 
-            async def drive(name: str, chat_id: int, text: str, answer: str | None = None) -> None:
+            async def drive(
+                name: str, chat_id: int, text: str, answer: str | None = None, press: str | None = None
+            ) -> None:
                 before = len(telegram.sent(token, chat_id)) if chat_id != 999 else 0
                 sent = telegram.user_sends(token, chat_id, text, from_user={"id": chat_id, **user})
                 handle = stack.client.get_workflow_handle(main_workflow_id(stack.bot.id, sent["update_id"]))
@@ -56,10 +59,26 @@ async def main() -> None:
                     telegram.user_sends(token, chat_id, answer, from_user={"id": chat_id, **user})
                 while True:  # Telegram's webhook delivery starts the workflow a moment later
                     try:
-                        await handle.result()
+                        result = await handle.result()
                         break
                     except RPCError:
                         await asyncio.sleep(0.1)
+                if press is not None:  # press the card's button (with this data) instead
+                    card = [m for m in telegram.sent(token, chat_id) if m["method"] == "sendMessage"][-1]
+                    data = press.replace("{order_id}", result["order_id"])
+                    clicked = telegram.user_clicks(token, chat_id, card["message_id"], data)
+                    handle = stack.client.get_workflow_handle(
+                        main_workflow_id(stack.bot.id, clicked["update_id"])
+                    )
+                    while True:
+                        try:
+                            await handle.result()
+                            break
+                        except RPCError:
+                            await asyncio.sleep(0.1)
+                if (OUT / f"{name}.json").exists():
+                    print("kept", name)
+                    return
                 history = await handle.fetch_history()
                 data = {"workflowId": history.workflow_id, "history": json.loads(history.to_json())}
                 (OUT / f"{name}.json").write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
@@ -72,6 +91,12 @@ async def main() -> None:
             await drive("not_an_order", 501, "Ок, спасибо")
             await drive("question_answered", 501, "Шереметьево → Химки, 1800₽", answer="завтра в 6:40")
             await drive("calendar_not_shared", 502, "завтра 9:30 Внуково → Тверская 7, 2500₽")
+            await drive(
+                "order_cancelled", 501, "завтра 7:15 Внуково → Химки, 2000₽", press="cancel:{order_id}"
+            )
+            await drive(
+                "callback_denied", 501, "завтра 8:15 Внуково → Химки, 2000₽", press="cancel:someone-elses"
+            )
     await telegram.stop()
     await google.stop()
 

@@ -28,7 +28,10 @@ def load(path: Path) -> WorkflowHistory:
 
 def test_there_are_histories_covering_the_main_outcomes() -> None:
     names = {p.stem for p in HISTORIES}
-    assert {"order_event_created", "unknown_chat", "question_answered", "calendar_not_shared"} <= names
+    assert {
+        "order_event_created", "unknown_chat", "question_answered", "calendar_not_shared", "order_cancelled",
+        "callback_denied",
+    } <= names  # fmt: skip
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
