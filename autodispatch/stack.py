@@ -13,6 +13,8 @@ import json
 import logging
 import secrets
 import signal
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,15 @@ def sandbox_file(settings: Settings) -> Path:
     return settings.data_dir / "run" / "sandbox.json"
 
 
+def _command() -> str:
+    """How to call `autodispatch` from here: the venv's script, relative when inside the project."""
+    script = Path(sys.executable).parent / "autodispatch"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script) if script.exists() else "autodispatch"
+
+
 async def connect_with_retry(settings: Settings, address: str | None = None, timeout: float = 60.0) -> Client:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -106,8 +117,24 @@ class Stack:
     http_app: web.Application | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
+    def sandbox_parts(self) -> list[str]:
+        """What the built-in emulators stand in for (nothing configured for it)."""
+        if self.join:
+            return []
+        s = self.settings
+        parts = (("Telegram", not s.telegram_configured), ("Google Calendar", not s.google_configured))
+        return [name for name, emulated in parts if emulated]
+
     async def start(self) -> None:
         s = self.settings
+        if self.announce and self.sandbox_parts():
+            # The first thing a person sees: what is real and what is emulated.
+            print(
+                f"SANDBOX MODE: no credentials configured for {' and '.join(self.sandbox_parts())}; "
+                "starting the built-in emulators (set AUTODISPATCH_TELEGRAM_BOT_TOKEN / "
+                "AUTODISPATCH_GOOGLE_SERVICE_ACCOUNT_FILE to go live).",
+                flush=True,
+            )
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.health.set("postgres", False)
         self.health.set("temporal", False)
@@ -191,7 +218,8 @@ class Stack:
         if not s.telegram_configured:
             from emulators.telegram import TelegramEmulator
 
-            self.telegram_emulator = TelegramEmulator()
+            # Ids from the clock: a restarted sandbox never reuses an update id Temporal has seen.
+            self.telegram_emulator = TelegramEmulator(first_id=int(time.time() * 1000) % 2**52)
             self.sandbox.telegram = await self.telegram_emulator.start(
                 host=host, port=s.sandbox_telegram_port
             )
@@ -276,22 +304,18 @@ class Stack:
             self.sandbox.write(sandbox_file(self.settings))
 
     def _announce(self) -> None:
-        lines = []
-        if self.sandbox.telegram or self.sandbox.google:
-            fake = [
-                n
-                for n, u in (("Telegram", self.sandbox.telegram), ("Google Calendar", self.sandbox.google))
-                if u
-            ]
+        lines = ["Auto-Dispatcher is up."]
+        if (self.sandbox.telegram or self.sandbox.google) and not self.join:
+            emulated = (("Telegram", self.sandbox.telegram), ("Google Calendar", self.sandbox.google))
             lines += [
-                f"SANDBOX MODE: no credentials configured for {' and '.join(fake)}; using the built-in emulators.",
+                "  sandbox emulators: " + ", ".join(f"{n} {u}" for n, u in emulated if u),
                 f"  demo tenant {SANDBOX_TENANT!r}, driver chat {SANDBOX_CHAT_ID}, calendar {SANDBOX_CALENDAR}",
-                '  talk to the bot:  autodispatch chat "завтра 9:30 Внуково → Тверская 7, 2500₽"',
+                f'  talk to the bot:  {_command()} chat "завтра 9:30 Внуково → Тверская 7, 2500₽"',
             ]
         if self.sandbox.temporal_ui:
-            lines.append(f"Temporal UI:  {self.sandbox.temporal_ui}")
-        lines.append(f"Health:       {self.sandbox.http}/healthz")
-        lines.append("Stop with Ctrl-C.")
+            lines.append(f"  Temporal UI:      {self.sandbox.temporal_ui}")
+        lines.append(f"  health:           {self.sandbox.http}/healthz")
+        lines.append("  stop with Ctrl-C.")
         print("\n".join(lines), flush=True)
 
     async def stop(self) -> None:

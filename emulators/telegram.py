@@ -533,6 +533,7 @@ class _Bot:
     chats: dict[int, dict[str, Any]] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)
     next_message_id: dict[int, int] = field(default_factory=dict)
+    first_message_id: int = 1
     messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     sent: list[dict[str, Any]] = field(default_factory=list)
     sent_by_message: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
@@ -596,7 +597,11 @@ class TelegramEmulator:
         webhook_retry_max: float = 1.0,
         webhook_timeout: float = 10.0,
         seed: int | None = None,
+        first_id: int = 1,
     ) -> None:
+        # Where update and message ids start. Telegram never reuses them for a bot; an emulator that
+        # restarts against a persistent Temporal must not either (sandbox passes a clock-based start).
+        self.first_id = first_id
         self.config = TelegramConfig(
             webhook_retry_min=webhook_retry_min,
             webhook_retry_max=webhook_retry_max,
@@ -997,7 +1002,10 @@ class TelegramEmulator:
             if not m:
                 raise ValueError(f"malformed bot token {token!r}")
             bot_id = int(m.group(1))
-            bot = _Bot(token=token, bot_id=bot_id, username=f"bot{bot_id}_bot", first_name=f"Bot {bot_id}")
+            bot = _Bot(
+                token=token, bot_id=bot_id, username=f"bot{bot_id}_bot", first_name=f"Bot {bot_id}",
+                next_update_id=self.first_id, first_message_id=self.first_id,
+            )  # fmt: skip
             self._bots[token] = bot
         return bot
 
@@ -1033,7 +1041,7 @@ class TelegramEmulator:
     @staticmethod
     def _next_message_id(bot: _Bot, chat_id: int) -> int:
         # One counter per chat, shared by the user's and the bot's messages, as in private chats.
-        mid = bot.next_message_id.get(chat_id, 1)
+        mid = bot.next_message_id.get(chat_id, bot.first_message_id)
         bot.next_message_id[chat_id] = mid + 1
         return mid
 
