@@ -16,6 +16,7 @@ from datetime import timedelta
 import asyncpg
 from aiogram import Bot
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNotFound,
@@ -29,6 +30,34 @@ from temporalio.exceptions import ApplicationError
 from autodispatch.db import tenant_tx
 from autodispatch.texts import fit_telegram
 from schemas.telegram import AnswerCallbackInput, EditCardInput, ReplySent, SendReplyInput
+
+
+def telegram_failure(exc: TelegramAPIError) -> ApplicationError | None:
+    """What a Telegram error means for a retry: 429 waits exactly Telegram's `retry_after`; a blocked
+    bot, a rejected message or a bad token are permanent; network errors and 5xx stay retryable."""
+    if isinstance(exc, TelegramRetryAfter):
+        return ApplicationError(
+            f"Telegram rate limit, retry after {exc.retry_after}s",
+            type="TelegramRetryAfter",
+            next_retry_delay=timedelta(seconds=exc.retry_after),
+        )
+    if isinstance(exc, TelegramForbiddenError):
+        return ApplicationError(
+            f"the driver blocked the bot or left the chat: {exc.message}",
+            type="TelegramForbidden",
+            non_retryable=True,
+        )
+    if isinstance(exc, TelegramBadRequest | TelegramNotFound):
+        return ApplicationError(
+            f"Telegram rejected the request: {exc.message}", type="TelegramBadRequest", non_retryable=True
+        )
+    if isinstance(exc, TelegramUnauthorizedError):
+        return ApplicationError(
+            "Telegram does not accept the bot token (AUTODISPATCH_TELEGRAM_BOT_TOKEN)",
+            type="TelegramUnauthorized",
+            non_retryable=True,
+        )
+    return None  # TelegramNetworkError, TelegramServerError: re-raised as they are, retried with backoff
 
 
 def _keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup | None:
@@ -122,29 +151,10 @@ class TelegramActivities:
                 reply_parameters=reply_to,
                 reply_markup=_keyboard(req.buttons),
             )
-        except TelegramRetryAfter as exc:
-            # Telegram names the wait; retry exactly then rather than on our own backoff.
-            raise ApplicationError(
-                f"Telegram rate limit, retry after {exc.retry_after}s",
-                type="TelegramRetryAfter",
-                next_retry_delay=timedelta(seconds=exc.retry_after),
-            ) from exc
-        except TelegramForbiddenError as exc:
-            raise ApplicationError(
-                f"the driver blocked the bot or left the chat: {exc.message}",
-                type="TelegramForbidden",
-                non_retryable=True,
-            ) from exc
-        except (TelegramBadRequest, TelegramNotFound) as exc:
-            raise ApplicationError(
-                f"Telegram rejected the message: {exc.message}", type="TelegramBadRequest", non_retryable=True
-            ) from exc
-        except TelegramUnauthorizedError as exc:
-            raise ApplicationError(
-                "Telegram does not accept the bot token (AUTODISPATCH_TELEGRAM_BOT_TOKEN)",
-                type="TelegramUnauthorized",
-                non_retryable=True,
-            ) from exc
+        except TelegramAPIError as exc:
+            if (failure := telegram_failure(exc)) is None:
+                raise
+            raise failure from exc
         # Network errors and 5xx (TelegramNetworkError, TelegramServerError) propagate: retried.
         return msg.message_id
 
@@ -166,15 +176,9 @@ class TelegramActivities:
                 text=fit_telegram(req.text), chat_id=req.chat_id, message_id=req.message_id,
                 reply_markup=_keyboard(req.buttons),
             )  # fmt: skip
-        except TelegramRetryAfter as exc:
-            raise ApplicationError(
-                f"Telegram rate limit, retry after {exc.retry_after}s",
-                type="TelegramRetryAfter",
-                next_retry_delay=timedelta(seconds=exc.retry_after),
-            ) from exc
-        except TelegramBadRequest as exc:
-            if "not modified" in exc.message:
+        except TelegramAPIError as exc:
+            if isinstance(exc, TelegramBadRequest) and "not modified" in exc.message:
                 return
-            raise ApplicationError(
-                f"Telegram rejected the edit: {exc.message}", type="TelegramBadRequest", non_retryable=True
-            ) from exc
+            if (failure := telegram_failure(exc)) is None:
+                raise
+            raise failure from exc

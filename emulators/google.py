@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import MultiDict, MultiDictProxy
 
+from emulators._http import control_error, json_object
+
 log = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"
@@ -1295,34 +1297,15 @@ class GoogleEmulator:
 
     # ------------------------------------------------------------------ control API (HTTP)
 
-    async def _json(self, request: web.Request) -> dict[str, Any]:
-        if not request.body_exists:
-            return {}
-        try:
-            body = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(
-                text=json.dumps({"error": "body must be JSON"}), content_type="application/json"
-            ) from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(
-                text=json.dumps({"error": "body must be a JSON object"}), content_type="application/json"
-            )
-        return body
-
-    @staticmethod
-    def _control_error(status: int, message: str) -> web.Response:
-        return web.json_response({"error": message}, status=status)
-
     async def _h_health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "service": "google"})
 
     async def _h_config(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         try:
             return web.json_response(self.configure(**body))
         except (ValueError, TypeError) as exc:
-            return self._control_error(400, str(exc))
+            return control_error(400, str(exc))
 
     async def _h_get_config(self, request: web.Request) -> web.Response:
         return web.json_response(self.get_config())
@@ -1335,7 +1318,7 @@ class GoogleEmulator:
         return web.json_response({"ok": True})
 
     async def _h_create_calendar(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         try:
             cal = self.create_calendar(
                 str(body.get("calendar_id") or body.get("id") or ""),
@@ -1345,40 +1328,40 @@ class GoogleEmulator:
                 summary=body.get("summary"),
             )
         except ValueError as exc:
-            return self._control_error(409 if "already exists" in str(exc) else 400, str(exc))
+            return control_error(409 if "already exists" in str(exc) else 400, str(exc))
         return web.json_response(cal, status=201)
 
     async def _h_list_calendars(self, request: web.Request) -> web.Response:
         return web.json_response(self.calendars())
 
     async def _h_set_acl(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         if not body.get("email"):
-            return self._control_error(400, "email is required")
+            return control_error(400, "email is required")
         try:
             return web.json_response(
                 self.share_calendar(request.match_info["calendarId"], str(body["email"]), body.get("role"))
             )
         except KeyError as exc:
-            return self._control_error(404, str(exc))
+            return control_error(404, str(exc))
         except ValueError as exc:
-            return self._control_error(400, str(exc))
+            return control_error(400, str(exc))
 
     async def _h_delete_calendar(self, request: web.Request) -> web.Response:
         try:
             self.delete_calendar(request.match_info["calendarId"])
         except KeyError as exc:
-            return self._control_error(404, str(exc))
+            return control_error(404, str(exc))
         return web.json_response({"ok": True})
 
     async def _h_all_events(self, request: web.Request) -> web.Response:
         try:
             return web.json_response(self.events(request.match_info["calendarId"]))
         except KeyError as exc:
-            return self._control_error(404, str(exc))
+            return control_error(404, str(exc))
 
     async def _h_create_sa(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         info = self.create_service_account(
             body.get("email", "autodispatch@sandbox.iam.gserviceaccount.com"),
             domain_wide_delegation=bool(body.get("domain_wide_delegation", False)),
@@ -1386,9 +1369,9 @@ class GoogleEmulator:
         return web.json_response(info, status=201)
 
     async def _h_create_user(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         if not body.get("email"):
-            return self._control_error(400, "email is required")
+            return control_error(400, "email is required")
         return web.json_response(
             self.create_user(
                 str(body["email"]),
@@ -1399,29 +1382,29 @@ class GoogleEmulator:
         )
 
     async def _h_create_client(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         try:
             client = self.create_oauth_client(
                 str(body["client_id"]), str(body["client_secret"]), list(body.get("redirect_uris") or [])
             )
         except KeyError as exc:
-            return self._control_error(400, f"{exc.args[0]} is required")
+            return control_error(400, f"{exc.args[0]} is required")
         return web.json_response(client, status=201)
 
     async def _h_revoke_user(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         if not body.get("email"):
-            return self._control_error(400, "email is required")
+            return control_error(400, "email is required")
         return web.json_response({"revoked_grants": self.revoke_user_grants(str(body["email"]))})
 
     async def _h_expire(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         return web.json_response({"expired": self.expire_access_tokens(body.get("email"))})
 
     async def _h_issue_token(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
+        body = await json_object(request)
         if not body.get("email"):
-            return self._control_error(400, "email is required")
+            return control_error(400, "email is required")
         token = self.issue_access_token(
             str(body["email"]), int(body.get("expires_in", ACCESS_TOKEN_TTL)), str(body.get("scope", ""))
         )

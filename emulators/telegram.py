@@ -31,6 +31,8 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
+from emulators._http import control_error, json_object
+
 log = logging.getLogger(__name__)
 
 TOKEN_RE = re.compile(r"^(\d+):([A-Za-z0-9_-]{10,})$")
@@ -1821,26 +1823,6 @@ class TelegramEmulator:
 
     # ------------------------------------------------------------------ control API (HTTP)
 
-    @staticmethod
-    async def _json_body(request: web.Request) -> dict[str, Any]:
-        if not request.body_exists:
-            return {}
-        try:
-            body = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(
-                text=json.dumps({"error": "body must be JSON"}), content_type="application/json"
-            ) from None
-        if not isinstance(body, dict):
-            raise web.HTTPBadRequest(
-                text=json.dumps({"error": "body must be a JSON object"}), content_type="application/json"
-            )
-        return body
-
-    @staticmethod
-    def _control_error(status: int, message: str) -> web.Response:
-        return web.json_response({"error": message}, status=status)
-
     def _control_bot(self, request: web.Request) -> _Bot:
         token = request.match_info["token"]
         try:
@@ -1854,11 +1836,11 @@ class TelegramEmulator:
         return web.json_response({"ok": True, "service": "telegram"})
 
     async def _h_config(self, request: web.Request) -> web.Response:
-        body = await self._json_body(request)
+        body = await json_object(request)
         try:
             return web.json_response(self.configure(**body))
         except (ValueError, TypeError) as exc:
-            return self._control_error(400, str(exc))
+            return control_error(400, str(exc))
 
     async def _h_get_config(self, request: web.Request) -> web.Response:
         return web.json_response(self.get_config())
@@ -1875,9 +1857,9 @@ class TelegramEmulator:
 
     async def _h_user_message(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
-        body = await self._json_body(request)
+        body = await json_object(request)
         if "chat_id" not in body and "from" not in body:
-            return self._control_error(400, "chat_id is required")
+            return control_error(400, "chat_id is required")
         chat_id = body.pop("chat_id", None)
         if chat_id is None:
             chat_id = body["from"]["id"]
@@ -1885,39 +1867,39 @@ class TelegramEmulator:
         try:
             return web.json_response(self.user_sends(bot.token, int(chat_id), text, **body))
         except (ValueError, TypeError, KeyError) as exc:
-            return self._control_error(400, str(exc))
+            return control_error(400, str(exc))
 
     async def _h_user_edit(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
-        body = await self._json_body(request)
+        body = await json_object(request)
         try:
             return web.json_response(
                 self.user_edits(bot.token, int(body["chat_id"]), int(body["message_id"]), str(body["text"]))
             )
         except (ValueError, TypeError, KeyError) as exc:
-            return self._control_error(400, str(exc))
+            return control_error(400, str(exc))
 
     async def _h_user_callback(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
-        body = await self._json_body(request)
+        body = await json_object(request)
         try:
             result = self.user_clicks(
                 bot.token, int(body["chat_id"]), int(body["message_id"]), str(body["data"]), body.get("from")
             )
         except (ValueError, TypeError, KeyError) as exc:
-            return self._control_error(400, str(exc))
+            return control_error(400, str(exc))
         return web.json_response(result)
 
     async def _h_raw_update(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
-        body = await self._json_body(request)
+        body = await json_object(request)
         update = body.get("update")
         if not isinstance(update, dict) or not update:
-            return self._control_error(400, "update must be a non-empty object")
+            return control_error(400, "update must be a non-empty object")
         try:
             return web.json_response(self.enqueue_update(bot.token, update))
         except ValueError as exc:
-            return self._control_error(409, str(exc))
+            return control_error(409, str(exc))
 
     async def _h_list_updates(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
@@ -1928,7 +1910,7 @@ class TelegramEmulator:
         try:
             return web.json_response(self.redeliver(bot.token, int(request.match_info["update_id"])))
         except (KeyError, ValueError) as exc:
-            return self._control_error(404, str(exc))
+            return control_error(404, str(exc))
 
     async def _h_sent(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
@@ -1936,7 +1918,7 @@ class TelegramEmulator:
             chat_id = int(request.query["chat_id"]) if request.query.get("chat_id") else None
             since = float(request.query["since"]) if request.query.get("since") else None
         except ValueError:
-            return self._control_error(400, "chat_id must be an integer and since a number")
+            return control_error(400, "chat_id must be an integer and since a number")
         return web.json_response(self.sent(bot.token, chat_id, since))
 
     async def _h_revoke(self, request: web.Request) -> web.Response:
@@ -1946,20 +1928,20 @@ class TelegramEmulator:
 
     async def _h_add_chat(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
-        body = await self._json_body(request)
+        body = await json_object(request)
         try:
             chat_id = int(body.pop("chat_id"))
             return web.json_response(self.add_chat(bot.token, chat_id, **body))
         except (ValueError, TypeError, KeyError) as exc:
-            return self._control_error(400, str(exc))
+            return control_error(400, str(exc))
 
     async def _h_block(self, request: web.Request) -> web.Response:
         bot = self._control_bot(request)
-        body = await self._json_body(request)
+        body = await json_object(request)
         try:
             chat_id = int(request.match_info["chat_id"])
         except ValueError:
-            return self._control_error(400, "chat_id must be an integer")
+            return control_error(400, "chat_id must be an integer")
         self.set_blocked(bot.token, chat_id, bool(body.get("blocked", True)))
         return web.json_response({"ok": True})
 
