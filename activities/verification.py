@@ -95,19 +95,29 @@ def _probe(calendar: CalendarService, calendar_id: str) -> str | None:
         "visibility": "private",
         "extendedProperties": {"private": {"autodispatch": "probe"}},
     }
-    calendar.execute(events.insert(calendarId=calendar_id, body=body))
+    try:
+        calendar.execute(events.insert(calendarId=calendar_id, body=body))
+    except HttpError as exc:
+        if exc.resp.status >= 500:
+            # The insert may have been done and only its answer lost: make sure no probe stays.
+            _delete(calendar, calendar_id, event_id)
+        raise
+    return None if _delete(calendar, calendar_id, event_id) else event_id
+
+
+def _delete(calendar: CalendarService, calendar_id: str, event_id: str) -> bool:
+    """Delete the probe; True when it is gone (deleted now, or it never existed)."""
     try:
         # googleapiclient retries 5xx/429 itself here (with backoff): leaving the probe behind is worse
         # than a few seconds' wait.
-        events.delete(calendarId=calendar_id, eventId=event_id).execute(
+        calendar.service.events().delete(calendarId=calendar_id, eventId=event_id).execute(
             http=calendar.http(), num_retries=_DELETE_RETRIES
         )
     except HttpError as exc:
-        if exc.resp.status not in (404, 410):  # already gone: fine
-            return event_id
+        return exc.resp.status in (404, 410)  # already gone: fine
     except (OSError, httplib2.HttpLib2Error):
-        return event_id
-    return None
+        return False
+    return True
 
 
 def verify_calendar_access(calendar: CalendarService, calendar_id: str) -> CalendarAccess:
@@ -122,13 +132,15 @@ def verify_calendar_access(calendar: CalendarService, calendar_id: str) -> Calen
     if not calendar_id.strip():
         return CalendarAccess(**base, status="invalid", message="calendar id must not be empty")
     try:
+        meta: dict[str, Any] = {"role": None, "summary": None, "timeZone": None}
         try:
             meta = _read(calendar, calendar_id)
         except HttpError as exc:
             status, reason = _status_of(exc)
-            if status in (403, 404) and not _transient(status, reason):
-                return CalendarAccess(**base, status="not_found_or_not_shared", message=not_shared)
-            raise
+            if not (status in (403, 404) and not _transient(status, reason)):
+                raise
+            # Not decisive on its own: a proxy or a minimal Calendar endpoint may serve events only.
+            # The write probe below says whether the calendar exists and is shared with us.
         base.update(access_role=meta["role"], summary=meta["summary"], time_zone=meta["timeZone"])
         try:
             leftover = _probe(calendar, calendar_id)

@@ -70,11 +70,19 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 # -- whitelist --------------------------------------------------------------------------
 def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch import admin
+    from autodispatch.cli_drivers import verify_before_add
     from autodispatch.runtime import admin_pool
+
+    if getattr(args, "driver_handler", None) is not None:
+        return args.driver_handler(args, settings)  # approve / verify run their own loop
 
     async def run() -> int:
         async with admin_pool(settings) as pool:
             if args.driver_cmd == "add":
+                if args.verify and args.status == "active":
+                    await verify_before_add(
+                        settings, args.calendar_id, pool=pool, tenant=args.tenant, chat_id=args.chat_id
+                    )
                 driver = await admin.add_driver(
                     pool, tenant=args.tenant, chat_id=args.chat_id, calendar_id=args.calendar_id,
                     name=args.name, time_zone=args.tz, status=args.status,
@@ -154,6 +162,8 @@ def cmd_parse(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from autodispatch.cli_drivers import add_driver_subcommands, add_verify_flag
+
     p = argparse.ArgumentParser(
         prog="autodispatch", description="Auto-Dispatcher: Telegram orders → Google Calendar"
     )
@@ -176,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--tz", default=None, help="IANA time zone (default: the tenant's)")
     add.add_argument("--status", choices=["active", "pending", "disabled"], default="active")
     add.add_argument("--json", action="store_true")
+    add_verify_flag(add)  # Phase 1: the calendar is checked (read + write probe) before activation
     ls = dsub.add_parser("list", help="list drivers")
     ls.add_argument("--tenant")
     ls.add_argument("--json", action="store_true")
@@ -184,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--chat-id", type=int, required=True)
         x.add_argument("--tenant")
         x.add_argument("--json", action="store_true")
+    add_driver_subcommands(dsub)  # driver approve | driver verify
 
     a = sub.add_parser("audit", help="read the central audit log (system context)")
     a.add_argument("--tenant")

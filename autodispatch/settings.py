@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"
 
+    # Billing: Stripe-signed payment webhooks (POST /billing/webhook) and Telegram Payments (/subscribe).
+    billing_webhook_secret: SecretStr | None = None
+    billing_period_days: int = Field(default=30, ge=1, le=3660)
+    telegram_payments_provider_token: SecretStr | None = None
+    billing_price_minor: int | None = Field(default=None, gt=0)  # smallest unit; whole stars for XTR
+    billing_currency: str = "RUB"
+
     # Admin API (/api/v1): JWTs signed HS256 with jwt_secret, or RS256 (verified with the public key, or
     # the private key's public half; `token issue` signs with the private key). Unset: JWTs are refused,
     # API keys still work.

@@ -31,10 +31,12 @@ from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
 from autodispatch.runtime import dsns, read_sandbox
 from autodispatch.settings import Settings, SettingsError
 from autodispatch.temporal import connect
+from bot.billing import add_billing_route
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
 from bot.polling import poll_updates
 from bot.server import WEBHOOK_PATH, Health, add_health_route, add_webhook_route
+from schemas.telegram import outbound_task_queue
 from workers.worker import Workers, build_workers
 
 log = logging.getLogger(__name__)
@@ -161,6 +163,13 @@ class Stack:
         self.http_app = web.Application()
         add_health_route(self.http_app, self.health)
         add_api_routes(self.http_app, self.pool, self.settings)
+        add_billing_route(
+            self.http_app,
+            self.client,
+            self.pool,
+            self.settings,
+            reply_task_queue=outbound_task_queue(self.bot.id),
+        )
         if self.run_bot:
             await self._start_bot()
         await self._start_http()

@@ -8,17 +8,21 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
 from bot.edge import TemporalEdge
-from bot.handlers import callbacks, commands, orders, other
+from bot.handlers import callbacks, commands, orders, other, payments
 
 # Updates the flows handle; anything else Telegram need not send us.
-ALLOWED_UPDATES = ["message", "callback_query"]
+ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 
 
 def build_dispatcher(edge: TemporalEdge) -> Dispatcher:
     dp = Dispatcher(edge=edge)
     # Order matters: commands before free text, the catch-all last.
     dp.include_routers(
-        commands.build_router(), orders.build_router(), callbacks.build_router(), other.build_router()
+        commands.build_router(),
+        payments.build_router(),
+        orders.build_router(),
+        callbacks.build_router(),
+        other.build_router(),
     )
     return dp
 

@@ -26,7 +26,7 @@ def test_driver_add_list_disable_and_audit(postgres: Postgres) -> None:
     tenant = f"fleet-{uuid.uuid4().hex[:6]}"
     chat = unique_chat_id()
     added = cli(postgres, "driver", "add", "--tenant", tenant, "--chat-id", str(chat),
-                "--calendar-id", "ivan@example.com", "--name", "Ivan Petrov", "--tz", "Europe/Samara")  # fmt: skip
+                "--calendar-id", "ivan@example.com", "--name", "Ivan Petrov", "--tz", "Europe/Samara", "--no-verify")  # fmt: skip
     assert added.returncode == 0, added.stderr
     assert f"chat {chat}" in added.stdout and tenant in added.stdout
 
@@ -51,6 +51,7 @@ def test_driver_add_list_disable_and_audit(postgres: Postgres) -> None:
 
 def test_bad_admin_input_gets_one_clear_line(postgres: Postgres) -> None:
     bad_tz = cli(postgres, "driver", "add", "--tenant", "x", "--chat-id", "1", "--calendar-id", "c", "--name", "n",
+                 "--no-verify",
                  "--tz", "Mars/Olympus")  # fmt: skip
     assert bad_tz.returncode == 1
     assert (
@@ -62,7 +63,7 @@ def test_bad_admin_input_gets_one_clear_line(postgres: Postgres) -> None:
     taken_chat = unique_chat_id()
     for tenant in ("fleet-a-" + uuid.uuid4().hex[:5], "fleet-b-" + uuid.uuid4().hex[:5]):
         res = cli(postgres, "driver", "add", "--tenant", tenant, "--chat-id", str(taken_chat), "--calendar-id", "c",
-                  "--name", "n")  # fmt: skip
+                  "--name", "n", "--no-verify")  # fmt: skip
     assert res.returncode == 1 and "already belongs to another tenant" in res.stderr
 
 
@@ -88,3 +89,11 @@ def test_replay_command_on_committed_histories(postgres: Postgres, tmp_path: Pat
     assert "replays cleanly" in ok.stdout
     missing = cli(postgres, "replay", "--file", str(tmp_path / "nope.json"))
     assert missing.returncode == 1 and "nope.json" in missing.stderr
+
+
+def test_driver_add_without_any_calendar_endpoint_says_how_to_proceed(postgres: Postgres) -> None:
+    """Verification is on by default; with no Google configured and no sandbox, the admin is told why."""
+    res = cli(postgres, "driver", "add", "--tenant", f"t-{uuid.uuid4().hex[:6]}", "--chat-id", str(unique_chat_id()),
+              "--calendar-id", "c@example.com", "--name", "n")  # fmt: skip
+    assert res.returncode != 0
+    assert "--no-verify" in res.stderr

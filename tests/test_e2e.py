@@ -498,3 +498,31 @@ async def test_a_button_naming_another_drivers_order_is_denied_and_audited(
         audit = await admin.read_audit(stack.pool, tenant=intruder_tenant)
         denied = [r for r in audit if r["action"] == "callback_denied"]
         assert denied and denied[0]["order_id"] == order.order_id
+
+
+async def test_signed_payment_activates_a_pending_driver_through_the_running_stack(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    import stripe
+
+    from tests.test_billing import checkout
+
+    secret = "whsec_" + uuid.uuid4().hex
+    settings = stack_settings(tmp_path, postgres, temporal_dev, outside, billing_webhook_secret=secret)
+    async with running(settings) as stack:
+        chat_id, _, tenant = await new_driver(stack, outside, status="pending")
+        url = f"http://127.0.0.1:{settings.http_port}/billing/webhook"
+        body = json.dumps(checkout(tenant, chat_id))
+        async with httpx.AsyncClient() as http:
+            forged = stripe.WebhookSignature.generate_signature_header(body, "whsec_wrong")
+            r = await http.post(url, content=body, headers={"Stripe-Signature": forged})
+            assert r.status_code == 400 and "Stripe-Signature" in r.json()["error"]
+            good = stripe.WebhookSignature.generate_signature_header(body, secret)
+            r = await http.post(url, content=body, headers={"Stripe-Signature": good})
+            assert r.status_code == 200, r.text
+        assert stack.pool is not None
+        async with asyncio.timeout(60):
+            while (await admin.list_drivers(stack.pool, tenant=tenant))[0]["status"] != "active":
+                await asyncio.sleep(0.2)
+        audit = [r["action"] for r in await admin.read_audit(stack.pool, tenant="system")]
+        assert "billing_signature_rejected" in audit

@@ -11,19 +11,22 @@ from dataclasses import dataclass
 import asyncpg
 from aiogram import Bot
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 
+from activities.billing import BillingActivities
 from activities.calendar import CalendarActivities, CalendarService
 from activities.llm import LlmActivities
 from activities.parsing import ParseActivities
 from activities.store import StoreActivities
 from activities.telegram import SendPacer, TelegramActivities
 from autodispatch.settings import Settings
+from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
 from workflows.calendar2auto import Calendar2AutoWorkflow
 from workflows.main import MainWorkflow
+from workflows.subscription import InvoiceWorkflow, SubscriptionWorkflow
 
-WORKFLOWS: Sequence[type] = (MainWorkflow, Calendar2AutoWorkflow)
+WORKFLOWS: Sequence[type] = (MainWorkflow, Calendar2AutoWorkflow, SubscriptionWorkflow, InvoiceWorkflow)
 
 
 def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, settings: Settings) -> list:
@@ -36,7 +39,11 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         settings.llm_model,
     )
+    billing = BillingActivities(pool, bot, billing_settings(settings))
     return [
+        billing.apply_change,
+        billing.record_audit,
+        billing.send_invoice,
         store.lookup_driver,
         store.finish_step,
         store.set_open_question,
@@ -95,6 +102,13 @@ def build_workers(
             activity_executor=executor,
             max_concurrent_activities=max_concurrent_activities,
             max_cached_workflows=max_cached_workflows,
+            # Every new order and every child workflow starts on the normal (non-sticky) queue; with
+            # the SDK's 5 pollers and ratio 0.2 about one poll waits there, so new workflow tasks
+            # queued for seconds under load. 10 pollers split evenly cut that wait and the CPU per
+            # order (BENCHMARKS.md, tuning log).
+            workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(10),
+            nonsticky_to_sticky_poll_ratio=0.5,
+            activity_task_poller_behavior=PollerBehaviorSimpleMaximum(10),
         )
     ]
     if serve_outbound:
