@@ -201,6 +201,12 @@ class EmbeddedTemporal:
             "--log-level", "warn",
             # Fair scheduling between tenants on the shared task queue (Priority.fairness_key).
             "--dynamic-config-value", "matching.enableFairness=true",
+            # One node, one worker: a single task-queue partition spares forwarding between partitions,
+            # and eager activities start from the workflow task's completion instead of a separate
+            # match and poll (same history, retries and timeouts). BENCHMARKS.md, tuning log.
+            "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+            "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+            "--dynamic-config-value", "system.enableActivityEagerExecution=true",
             # The dev server's SQLite is its bottleneck; WAL keeps readers off the writer's back.
             "--sqlite-pragma", "journal_mode=wal",
             "--sqlite-pragma", "synchronous=normal",

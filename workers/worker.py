@@ -85,12 +85,23 @@ def build_workers(
     serve_outbound: bool = True,
     max_concurrent_activities: int = 64,
     max_cached_workflows: int = 2000,
+    flow_workflow_task_slots: int = 8,
+    flow_local_activity_slots: int = 8,
+    flow_activity_slots: int = 16,
 ) -> Workers:
-    """The flow worker for `task_queue` and (unless a dedicated tenant's worker) the Telegram outbound one."""
+    """The flow worker for `task_queue` and (unless a dedicated tenant's worker) the Telegram outbound one.
+
+    The flow worker's slots are few on purpose: a worker that takes every task the server offers moves
+    the backlog into its own first-come queues, where the server's per-tenant fairness no longer
+    applies. With few slots the backlog stays on the server, and a quiet tenant's tasks go ahead of a
+    flooding one's (noisy-neighbour: the quiet tenant's p99 during a flood 13.9 s → 3.8 s, the flood's
+    throughput unchanged; BENCHMARKS.md). The outbound worker keeps many slots: its sends wait in the
+    per-chat pacer, and few slots would queue every chat behind one busy chat.
+    """
     # google-api-python-client is synchronous: its activity runs on these threads, one per slot, so a
     # slow Calendar call never starves the slots (idle threads are cheap).
     executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max_concurrent_activities, thread_name_prefix="calendar"
+        max_workers=flow_activity_slots, thread_name_prefix="calendar"
     )
     activities = build_activities(pool, bot, calendar, settings)
     workers = [
@@ -100,7 +111,9 @@ def build_workers(
             workflows=list(WORKFLOWS),
             activities=activities,
             activity_executor=executor,
-            max_concurrent_activities=max_concurrent_activities,
+            max_concurrent_activities=flow_activity_slots,
+            max_concurrent_workflow_tasks=flow_workflow_task_slots,
+            max_concurrent_local_activities=flow_local_activity_slots,
             max_cached_workflows=max_cached_workflows,
             # Every new order and every child workflow starts on the normal (non-sticky) queue; with
             # the SDK's 5 pollers and ratio 0.2 about one poll waits there, so new workflow tasks
