@@ -115,12 +115,11 @@ def build_workers(
             max_concurrent_workflow_tasks=flow_workflow_task_slots,
             max_concurrent_local_activities=flow_local_activity_slots,
             max_cached_workflows=max_cached_workflows,
-            # Every new order and every child workflow starts on the normal (non-sticky) queue; with
-            # the SDK's 5 pollers and ratio 0.2 about one poll waits there, so new workflow tasks
-            # queued for seconds under load. 10 pollers split evenly cut that wait and the CPU per
-            # order (BENCHMARKS.md, tuning log).
+            # Twice the SDK's 5 pollers: new orders and child workflows start on the normal queue,
+            # which gets 2 of them at the default 0.2 ratio (the rest serve the sticky queue). A larger
+            # ratio was tried: it favours new starts over orders in progress and made the noisy-
+            # neighbour flood slower and the quiet tenant's p99 worse (BENCHMARKS.md, tuning log).
             workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(10),
-            nonsticky_to_sticky_poll_ratio=0.5,
             activity_task_poller_behavior=PollerBehaviorSimpleMaximum(10),
         )
     ]
