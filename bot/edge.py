@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -60,8 +62,13 @@ class TemporalEdge:
         self.task_queue = task_queue
         self.routing = routing
 
-    async def hand_over(self, received: TelegramUpdateReceived) -> bool:
-        """Start MainWorkflow for this update. True if started now, False if it already was (redelivery).
+    async def hand_over(
+        self,
+        received: TelegramUpdateReceived,
+        workflow: Callable[[Any, TelegramUpdateReceived], Awaitable[Any]] = MainWorkflow.run,
+    ) -> bool:
+        """Start the flow for this update (MainWorkflow unless a handler names another, e.g. the
+        invoice flow of /subscribe). True if started now, False if it already was (redelivery).
 
         Raises when Temporal does not accept it: the caller must then not acknowledge the update.
         """
@@ -71,7 +78,7 @@ class TemporalEdge:
             attrs.append(SearchAttributePair(TENANT_ID, route.tenant_id))
         try:
             await self.client.start_workflow(
-                MainWorkflow.run,
+                workflow,
                 received,
                 id=main_workflow_id(received.bot_id, received.update_id),
                 task_queue=route.task_queue or self.task_queue,

@@ -18,8 +18,6 @@ import asyncpg
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.types import Message, PreCheckoutQuery, Update
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from autodispatch import texts
 from autodispatch.billing_texts import bt
@@ -28,8 +26,7 @@ from bot.billing import BillingEdge, Decision
 from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
 from schemas.billing import PaymentReceived, parse_invoice_payload
-from schemas.telegram import main_workflow_id, outbound_task_queue
-from workflows.ids import CHAT_ID, TENANT_ID
+from schemas.telegram import outbound_task_queue
 from workflows.subscription import InvoiceWorkflow
 
 log = logging.getLogger(__name__)
@@ -39,24 +36,9 @@ PRE_CHECKOUT_BUDGET = 7.0
 
 
 async def on_subscribe(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
+    # A redelivered /subscribe is the same update, so the same workflow id: one invoice.
     received = received_from(bot.id, event_update, message, "command", message.text or "")
-    route = await edge.routing.route(received.chat_id)
-    attrs = [SearchAttributePair(CHAT_ID, str(received.chat_id))]
-    if route.tenant_id:
-        attrs.append(SearchAttributePair(TENANT_ID, route.tenant_id))
-    try:
-        await edge.client.start_workflow(
-            InvoiceWorkflow.run,
-            received,
-            id=main_workflow_id(received.bot_id, received.update_id),
-            task_queue=route.task_queue or edge.task_queue,
-            # A redelivered /subscribe is the same update: one invoice.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(attrs),
-            priority=Priority(fairness_key=route.tenant_id or "unknown"),
-        )
-    except WorkflowAlreadyStartedError:
-        log.info("update %s already handed over", received.update_id)
+    await edge.hand_over(received, workflow=InvoiceWorkflow.run)
 
 
 async def check_pre_checkout(pool: asyncpg.Pool, payload: str) -> tuple[str | None, str | None]:
