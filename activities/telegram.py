@@ -85,6 +85,8 @@ class SendPacer:
         self.per_chat_interval = per_chat_interval
         self._slots: list[float] = []  # reserved send times, sorted
         self._chat_next: dict[int, float] = {}
+        self._last_send = -1e9  # actual send times, checked by settle()
+        self._last_chat_send: dict[int, float] = {}
 
     def reserve(self, chat_id: int, now: float) -> float:
         """The earliest free moment for this send, reserved. No await inside: atomic on the event loop."""
@@ -109,6 +111,23 @@ class SendPacer:
         at = self.reserve(chat_id, now)
         if at > now:
             await asyncio.sleep(at - now)
+
+    async def settle(self, chat_id: int) -> None:
+        """Right before the send: the slot was reserved before the transaction, whose few milliseconds
+        of jitter could bring two actual sends closer than allowed; wait out the remainder (ms)."""
+        now = time.monotonic()
+        gaps = [self.spacing - (now - self._last_send)]
+        if self.per_chat_interval > 0:
+            gaps.append(
+                self.per_chat_interval + self.MARGIN - (now - self._last_chat_send.get(chat_id, -1e9))
+            )
+        if (delay := max(gaps)) > 0:
+            await asyncio.sleep(delay)
+        now = time.monotonic()
+        self._last_send = now
+        self._last_chat_send[chat_id] = now
+        if len(self._last_chat_send) > 10_000:
+            self._last_chat_send = {c: t for c, t in self._last_chat_send.items() if t > now - 60}
 
 
 class TelegramActivities:
@@ -138,6 +157,8 @@ class TelegramActivities:
             assert row is not None
             if row["status"] == "sent":
                 return ReplySent(message_id=row["telegram_message_id"], already_sent=True)
+            if self.pacer is not None:
+                await self.pacer.settle(req.chat_id)
             message_id = await self._send(req, text)
             await conn.execute(
                 """UPDATE outbox SET status = 'sent', telegram_message_id = $4, sent_at = now()
