@@ -8,7 +8,7 @@ from temporalio.exceptions import ApplicationError
 
 from autodispatch import tenants
 from autodispatch.db import system_tx, tenant_tx
-from schemas.driver import Driver, DriverLookup, LookupDriverInput
+from schemas.driver import Driver, DriverLookup, DriverSettings, LookupDriverInput
 from schemas.store import AuthorizeOrderInput, FinishStepInput, OrderRef, OrderStatusInput, QuestionInput
 
 
@@ -22,7 +22,7 @@ class StoreActivities:
         async with system_tx(self.pool) as conn:
             row = await conn.fetchrow(
                 """SELECT d.tenant_id, d.chat_id, d.driver_name, d.calendar_id, d.time_zone, d.status,
-                          t.currency, t.task_queue, t.status AS tenant_status, q.workflow_id AS question
+                          d.settings, t.currency, t.task_queue, t.status AS tenant_status, q.workflow_id AS question
                      FROM drivers d JOIN tenants t USING (tenant_id)
                      LEFT JOIN open_questions q ON q.tenant_id = d.tenant_id AND q.chat_id = d.chat_id
                     WHERE d.chat_id = $1""",
@@ -40,6 +40,7 @@ class StoreActivities:
             status=status,
             currency=row["currency"],
             task_queue=row["task_queue"],
+            settings=DriverSettings.model_validate(row["settings"] or {}),
         )
         return DriverLookup(driver=driver, pending_question_workflow_id=row["question"])
 

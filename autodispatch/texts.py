@@ -57,6 +57,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "event_passengers": "Пассажиров",
         "event_notes": "Примечания",
         "event_original": "Исходный текст",
+        # -- ru: driver's day (#5)
+        # -- ru: onboarding (#6 phase 2)
+        # -- ru: oauth (#6 phase 4)
     },
     "en": {
         "unknown_chat": (
@@ -104,6 +107,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "event_passengers": "Passengers",
         "event_notes": "Notes",
         "event_original": "Original text",
+        # -- en: driver's day (#5)
+        # -- en: onboarding (#6 phase 2)
+        # -- en: oauth (#6 phase 4)
     },
 }
 
@@ -116,6 +122,12 @@ def language_for(code: str | None) -> str:
 
 def t(lang: str, key: str, **kw: object) -> str:
     return TEXTS.get(lang, TEXTS["ru"])[key].format(**kw)
+
+
+def command_name(text: str) -> str:
+    """ "/Today@MyBot extra" → "/today"."""
+    head = text.strip().split(maxsplit=1)[0] if text.strip() else ""
+    return head.split("@", 1)[0].lower()
 
 
 def fit_telegram(text: str) -> str:

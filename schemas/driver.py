@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 DriverStatus = Literal["active", "pending", "disabled"]
+
+
+class DriverSettings(BaseModel):
+    """What a driver sets with /settings (stored as JSON on the whitelist row; new keys need defaults)."""
+
+    language: Literal["ru", "en"] = "ru"
+    reminder_lead_minutes: int = 60  # 0 turns reminders off
+    event_duration_minutes: int | None = None  # None: the deployment's AUTODISPATCH_EVENT_DURATION_MINUTES
+    buffer_minutes: int = 30  # around an order when checking conflicts
+    travel_minutes: int = 0  # the driver's usual time to reach a pickup
+    agenda_time: str = "07:00"  # local HH:MM of the morning agenda
+    agenda_enabled: bool = True
+    agenda_scope: Literal["ours", "all"] = "ours"  # the agenda lists our orders only, or every event
 
 
 class Driver(BaseModel):
@@ -19,6 +32,7 @@ class Driver(BaseModel):
     region: str | None = None
     currency: str | None = None
     task_queue: str | None = None  # a dedicated tenant's queue; None = the shared one
+    settings: DriverSettings = Field(default_factory=DriverSettings)
 
 
 class LookupDriverInput(BaseModel):

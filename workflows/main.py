@@ -186,9 +186,7 @@ class MainWorkflow:
         )
         driver = lookup.driver
         if driver is None:
-            return await self._end(
-                update, "unknown_chat", "refusal", texts.t(lang, "unknown_chat", chat_id=update.chat_id)
-            )
+            return await self._on_unknown_chat(update, lang)
 
         # From here on everything belongs to the driver's tenant (the received row too).
         self._tenant_id = driver.tenant_id
@@ -206,7 +204,7 @@ class MainWorkflow:
         if update.kind == "unsupported":
             return await self._end(update, "unsupported_message", "reply", texts.t(lang, "send_text"))
         if update.kind == "command":
-            return await self._end(update, "command", "reply", texts.t(lang, "help"), command=update.text)
+            return await self._on_command(update, driver, lang)
 
         parsed = await self._parse(update.text, update, driver)
         pending = lookup.pending_question_workflow_id
@@ -257,6 +255,17 @@ class MainWorkflow:
             await self._set_question(driver, False)
 
         return await self._write_order(update, driver, parsed, text, lang)
+
+    async def _on_unknown_chat(self, update: TelegramUpdateReceived, lang: str) -> MainResult:
+        """A chat that is not on the whitelist."""
+        return await self._end(
+            update, "unknown_chat", "refusal", texts.t(lang, "unknown_chat", chat_id=update.chat_id)
+        )
+
+    async def _on_command(self, update: TelegramUpdateReceived, driver: Driver, lang: str) -> MainResult:
+        """A bot command of a whitelisted driver (the edge hands over those in bot.handlers.commands)."""
+        command = texts.command_name(update.text)
+        return await self._end(update, "command", "reply", texts.t(lang, "help"), command=command)
 
     async def _fill_from_llm(
         self, update: TelegramUpdateReceived, driver: Driver, parsed: ParsedOrder

@@ -1,4 +1,4 @@
-"""Bot commands (/start, /help): handed over like any update; the workflow answers."""
+"""Bot commands (/start, /help, /today, /settings, ...): handed over like any update; the workflow answers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from aiogram.types import Message, Update
 from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
 
+# The commands the flows answer (the payments router owns /subscribe).
+COMMANDS: tuple[str, ...] = ("start", "help", "today", "tomorrow", "week", "settings", "connect")
+
 
 async def on_command(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
     await edge.hand_over(received_from(bot.id, event_update, message, "command", message.text or ""))
@@ -17,5 +20,5 @@ async def on_command(message: Message, event_update: Update, bot: Bot, edge: Tem
 def build_router() -> Router:
     # A fresh Router per Dispatcher: a Router attaches to one Dispatcher only (several bots, tests).
     router = Router(name="commands")
-    router.message.register(on_command, Command("start", "help"))
+    router.message.register(on_command, Command(*COMMANDS))
     return router
