@@ -198,6 +198,8 @@ class PickupTime:
     ambiguous: bool
     # Any date/time phrase at all (an order needs one; chatter like "завтра позвоню" has one too).
     has_signal: bool
+    # The day was said ("завтра", "23.11", "in 2 hours"), not assumed from the clock ("на 10:30").
+    dated: bool = False
 
 
 def _month_number(token: str) -> int:
@@ -594,7 +596,7 @@ def extract_pickup(doc: Doc, now: datetime, zone: ZoneInfo, region: str) -> Pick
         scan.delta = timedelta(0)
     if scan.delta is not None:
         at = (now.astimezone(UTC) + scan.delta).astimezone(zone)
-        return PickupTime(at, False, True)
+        return PickupTime(at, False, True, dated=True)
 
     # Candidates that come after "обратно"/"return" describe the way back.
     back = _RETURN.search(doc.text_low)
@@ -649,4 +651,4 @@ def extract_pickup(doc: Doc, now: datetime, zone: ZoneInfo, region: str) -> Pick
     else:
         day = today if hm >= now_hm else today + timedelta(days=1)
     at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
-    return PickupTime(at, ambiguous, has_signal)
+    return PickupTime(at, ambiguous, has_signal, dated=bool(resolved))

@@ -45,7 +45,15 @@ def zone_for(tz: str) -> ZoneInfo:
 def parse_order(
     text: str, now: datetime, tz: str, region: str | None = None, currency: str | None = None
 ) -> ParsedOrder:
-    """Understand one forwarded order text.
+    """Understand one forwarded order text; chatter comes back as `ParsedOrder(is_order=False)`."""
+    parsed = parse_fields(text, now, tz, region, currency)
+    return parsed if parsed.is_order else ParsedOrder(is_order=False)
+
+
+def parse_fields(
+    text: str, now: datetime, tz: str, region: str | None = None, currency: str | None = None
+) -> ParsedOrder:
+    """Every field the text names, order or not ("перенос на 10:30, +7 916 …" changes an order).
 
     `now` is when the message arrived (a naive value is read in `tz`); `pickup_at` comes back aware, in `tz`.
     `region` (ISO country) drives phone and numeric-date formats, `currency` the currency of bare prices;
@@ -70,8 +78,6 @@ def parse_order(
     route = extract_route(doc)
 
     has_place = route.pickup is not None or route.dropoff is not None
-    if price is None and _PRICE_QUESTION.search(doc.text_low):
-        return ParsedOrder(is_order=False)  # "Сколько будет стоить завтра до Шереметьево?" asks for a quote
     # An order says when plus where or how much; a full route with a price/phone/flight is an order
     # that forgot the time (the bot then asks for it). "Можешь завтра позвонить?" has a time only.
     is_order = (when.has_signal and (has_place or price is not None)) or (
@@ -80,8 +86,8 @@ def parse_order(
         and route.dropoff is not None
         and (price is not None or bool(phones) or flight is not None)
     )
-    if not is_order:
-        return ParsedOrder(is_order=False)
+    if price is None and _PRICE_QUESTION.search(doc.text_low):
+        is_order = False  # "Сколько будет стоить завтра до Шереметьево?" asks for a quote
     return ParsedOrder(
         pickup_at=when.at,
         pickup_address=route.pickup,
@@ -93,6 +99,7 @@ def parse_order(
         flight_number=flight,
         passengers=passengers,
         notes=notes,
-        is_order=True,
+        is_order=is_order,
         ambiguous=["pickup_at"] if when.ambiguous else [],
+        date_stated=when.dated,
     )

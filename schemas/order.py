@@ -52,6 +52,8 @@ class ParsedOrder(BaseModel):
     is_order: bool = False
     # Fields the parser saw but could not resolve unambiguously (e.g. "23.11 or 24.11").
     ambiguous: list[str] = Field(default_factory=list)
+    # The text named the day ("завтра 10:30"), not only a time ("перенос на 10:30" keeps the order's day).
+    date_stated: bool = False
 
     def missing_fields(self) -> list[str]:
         """Required fields that are absent or ambiguous, in REQUIRED_FIELDS order."""
@@ -68,3 +70,17 @@ class ParsedOrder(BaseModel):
                 value = int(value)
             out[key] = value
         return out
+
+
+class OrderChunk(BaseModel):
+    """One order of a message that holds several: its own text (with the shared header) and parse."""
+
+    text: str
+    order: ParsedOrder
+
+
+class ParsedMessage(BaseModel):
+    """A whole message understood: as one order, and, when it lists several complete ones, each."""
+
+    order: ParsedOrder
+    orders: list[OrderChunk] = Field(default_factory=list)
