@@ -9,7 +9,24 @@ from temporalio.exceptions import ApplicationError
 from autodispatch import tenants
 from autodispatch.db import system_tx, tenant_tx
 from schemas.driver import Driver, DriverLookup, DriverSettings, LookupDriverInput
-from schemas.store import AuthorizeOrderInput, FinishStepInput, OrderRef, OrderStatusInput, QuestionInput
+from schemas.store import (
+    AuthorizeOrderInput,
+    FindOrderInput,
+    FinishStepInput,
+    FoundOrders,
+    OrderRef,
+    OrderStatusInput,
+    QuestionInput,
+)
+
+
+def _order_ref(row: asyncpg.Record | dict) -> OrderRef:
+    return OrderRef(
+        tenant_id=row["tenant_id"], order_id=row["order_id"], chat_id=row["chat_id"], status=row["status"],
+        calendar_id=row["calendar_id"], event_id=row["event_id"], order_workflow_id=row["order_workflow_id"],
+        pickup_at=row["pickup_at"], card_message_id=row["card_message_id"], order_index=row["order_index"],
+        pickup_address=row["pickup_address"], dropoff_address=row["dropoff_address"],
+    )  # fmt: skip
 
 
 class StoreActivities:
@@ -76,8 +93,9 @@ class StoreActivities:
                     await conn.execute(
                         """INSERT INTO orders (tenant_id, order_id, chat_id, workflow_id, status, pickup_at,
                                pickup_address, dropoff_address, price_amount, price_currency, client_name,
-                               client_phone, flight_number, calendar_id, event_id, html_link, original_text)
-                           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
+                               client_phone, flight_number, calendar_id, event_id, html_link, original_text,
+                               source_message_id, order_index, card_message_id, order_workflow_id)
+                           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)
                            ON CONFLICT (tenant_id, order_id) DO UPDATE SET
                                status = EXCLUDED.status, pickup_at = EXCLUDED.pickup_at,
                                pickup_address = EXCLUDED.pickup_address,
@@ -86,11 +104,16 @@ class StoreActivities:
                                price_currency = EXCLUDED.price_currency,
                                client_name = EXCLUDED.client_name, client_phone = EXCLUDED.client_phone,
                                flight_number = EXCLUDED.flight_number, event_id = EXCLUDED.event_id,
-                               html_link = EXCLUDED.html_link, updated_at = now()""",
+                               html_link = EXCLUDED.html_link, original_text = EXCLUDED.original_text,
+                               source_message_id = coalesce(EXCLUDED.source_message_id, orders.source_message_id),
+                               card_message_id = coalesce(EXCLUDED.card_message_id, orders.card_message_id),
+                               order_workflow_id = coalesce(EXCLUDED.order_workflow_id, orders.order_workflow_id),
+                               updated_at = now()""",
                         o.tenant_id, o.order_id, o.chat_id, o.workflow_id, o.status, p.pickup_at,
                         p.pickup_address, p.dropoff_address, p.price_amount, p.price_currency,
                         p.client_name, p.client_phone, p.flight_number, o.calendar_id, o.event_id,
-                        o.html_link, o.original_text,
+                        o.html_link, o.original_text, o.source_message_id, o.order_index,
+                        o.card_message_id, o.order_workflow_id,
                     )  # fmt: skip
         return written
 
@@ -120,10 +143,40 @@ class StoreActivities:
             )
         except tenants.Forbidden as exc:
             raise ApplicationError(str(exc), type="OrderForbidden", non_retryable=True) from exc
-        return OrderRef(
-            tenant_id=row["tenant_id"], order_id=row["order_id"], chat_id=row["chat_id"], status=row["status"],
-            calendar_id=row["calendar_id"], event_id=row["event_id"],
-        )  # fmt: skip
+        return _order_ref(row)
+
+    @activity.defn(name="find_orders")
+    async def find_orders(self, req: FindOrderInput) -> FoundOrders:
+        """The chat's existing order(s) a new message or an edit refers to; cancelled ones never match."""
+        base = "SELECT * FROM orders WHERE tenant_id = $1 AND chat_id = $2 AND status <> 'cancelled'"
+        async with tenant_tx(self.pool, req.tenant_id) as conn:
+            if req.card_message_id is not None:
+                rows = await conn.fetch(base + " AND card_message_id = $3", req.tenant_id, req.chat_id,
+                                        req.card_message_id)  # fmt: skip
+                if rows:
+                    return FoundOrders(orders=[_order_ref(r) for r in rows], matched_by="card")
+            if req.source_message_id is not None:
+                rows = await conn.fetch(
+                    base + " AND source_message_id = $3 ORDER BY order_index",
+                    req.tenant_id, req.chat_id, req.source_message_id,
+                )  # fmt: skip
+                if rows:
+                    return FoundOrders(orders=[_order_ref(r) for r in rows], matched_by="source")
+            if req.client_phone and req.day_start and req.day_end:
+                rows = await conn.fetch(
+                    base + " AND client_phone = $3 AND pickup_at >= $4 AND pickup_at < $5 ORDER BY pickup_at",
+                    req.tenant_id, req.chat_id, req.client_phone, req.day_start, req.day_end,
+                )  # fmt: skip
+                if rows:  # the workflow decides which one, if any, the message means
+                    return FoundOrders(orders=[_order_ref(r) for r in rows], matched_by="phone_day")
+            if req.client_phone and req.after:
+                rows = await conn.fetch(
+                    base + " AND client_phone = $3 AND pickup_at >= $4 ORDER BY pickup_at LIMIT 2",
+                    req.tenant_id, req.chat_id, req.client_phone, req.after,
+                )  # fmt: skip
+                if rows:
+                    return FoundOrders(orders=[_order_ref(r) for r in rows], matched_by="phone_next")
+        return FoundOrders()
 
     @activity.defn(name="set_order_status")
     async def set_order_status(self, req: OrderStatusInput) -> None:

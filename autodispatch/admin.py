@@ -97,9 +97,17 @@ async def list_drivers(pool: asyncpg.Pool, *, tenant: str | None = None) -> list
 
 
 async def set_driver_status(
-    pool: asyncpg.Pool, *, chat_id: int, status: str, tenant: str | None = None
+    pool: asyncpg.Pool,
+    *,
+    chat_id: int,
+    status: str,
+    tenant: str | None = None,
+    source: str = "cli",
+    actor: str | None = None,
 ) -> dict[str, Any]:
+    """`driver disable|enable` (and the API's disable, `source="api"` with the caller as `actor`)."""
     async with system_tx(pool) as conn:
+        before = await conn.fetchval("SELECT status FROM drivers WHERE chat_id = $1", chat_id)
         row = await conn.fetchrow(
             "UPDATE drivers SET status = $2, updated_at = now() WHERE chat_id = $1 RETURNING *",
             chat_id,
@@ -111,7 +119,17 @@ async def set_driver_status(
             t = await resolve_tenant(conn, tenant)
             if t is None or t["tenant_id"] != row["tenant_id"]:
                 raise AdminError(f"chat {chat_id} is not a driver of tenant {tenant!r}")
-        await _audit(conn, row["tenant_id"], f"driver_{status}", chat_id=chat_id)
+        if status == "disabled":
+            # The admin's decision now: a later payment must not re-activate what billing suspended.
+            await conn.execute(
+                "UPDATE subscriptions SET suspended = false WHERE tenant_id = $1 AND chat_id = $2",
+                row["tenant_id"], chat_id,
+            )  # fmt: skip
+        extra = {"actor": actor} if actor else {}
+        await _audit(
+            conn, row["tenant_id"], f"driver_{status}", chat_id=chat_id, previous=before,
+            workflow_id="api" if source == "api" else "admin", **extra,
+        )  # fmt: skip
     return dict(row)
 
 
@@ -134,10 +152,13 @@ async def read_audit(
     return [dict(r) for r in rows]
 
 
-async def _audit(conn: asyncpg.Connection, tenant_id: str, action: str, **details: Any) -> None:
-    """Admin actions are audited too; each is its own step (a fresh id per action)."""
+async def _audit(
+    conn: asyncpg.Connection, tenant_id: str, action: str, workflow_id: str = "admin", **details: Any
+) -> None:
+    """Admin actions are audited too; each is its own step (a fresh id per action). `workflow_id` says
+    which door: 'admin' (the CLI) or 'api'."""
     await conn.execute(
         """INSERT INTO audit_log (tenant_id, workflow_id, step, action, chat_id, details)
-           VALUES ($1, 'admin', 'admin-' || gen_random_uuid()::text, $2, $3, $4)""",
-        tenant_id, action, details.get("chat_id"), details,
+           VALUES ($1, $5, $5 || '-' || gen_random_uuid()::text, $2, $3, $4)""",
+        tenant_id, action, details.get("chat_id"), details, workflow_id,
     )  # fmt: skip

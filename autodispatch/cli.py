@@ -70,6 +70,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 # -- whitelist --------------------------------------------------------------------------
 def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch import admin
+    from autodispatch.agenda_sync import request_agenda_sync
     from autodispatch.cli_drivers import verify_before_add
     from autodispatch.runtime import admin_pool
 
@@ -91,6 +92,7 @@ def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
                     f"driver {driver['driver_name']!r} (chat {driver['chat_id']}) added to tenant "
                     f"{driver['tenant_id']!r}, calendar {driver['calendar_id']}, status {driver['status']}"
                 )
+                await request_agenda_sync(settings, driver["tenant_id"], driver["chat_id"])  # morning agenda
             elif args.driver_cmd == "list":
                 rows = await admin.list_drivers(pool, tenant=args.tenant)
                 if args.json:
@@ -109,6 +111,7 @@ def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
                     pool, chat_id=args.chat_id, status=status, tenant=args.tenant
                 )
                 _print_json(row) if args.json else print(f"driver chat {args.chat_id} is now {status}")
+                await request_agenda_sync(settings, row["tenant_id"], row["chat_id"])  # paused or resumed
         return 0
 
     return asyncio.run(run())
@@ -226,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that add command groups: each has add_commands(subparsers) -> {command name: handler},
 # a handler being (args, settings) -> exit code.
-COMMAND_MODULES: list[str] = ["autodispatch.cli_admin", "benchmarks.cli"]
+COMMAND_MODULES: list[str] = ["autodispatch.cli_admin", "benchmarks.cli", "autodispatch.cli_oauth"]
 
 
 COMMANDS = {

@@ -76,9 +76,22 @@ async def record_check(
         )  # fmt: skip
 
 
+class CalendarCheckFailed(AdminError):
+    """The calendar check refused the activation; `access` says why (the API answers 409 or 503 by it)."""
+
+    def __init__(self, message: str, access: CalendarAccess) -> None:
+        super().__init__(message)
+        self.access = access
+
+    @property
+    def check_not_made(self) -> bool:
+        """Google or the network failed: nothing is known about the calendar itself."""
+        return self.access.status in _CHECK_NOT_MADE
+
+
 def _refusal(access: CalendarAccess, what: str) -> AdminError:
     hint = " (pass --no-verify to skip the check)" if access.status in _CHECK_NOT_MADE else ""
-    return AdminError(f"{what}: {access.message}{hint}")
+    return CalendarCheckFailed(f"{what}: {access.message}{hint}", access)
 
 
 async def verify_before_add(
@@ -108,9 +121,12 @@ async def approve_driver(
     tenant: str | None = None,
     verify: bool = True,
     calendar: CalendarService | None = None,
+    source: str = "cli",
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Activate a pending (or disabled) driver after checking their calendar. Idempotent: approving an
-    active driver changes nothing. Returns the driver row plus `changed` and `calendar_check`."""
+    active driver changes nothing. Returns the driver row plus `changed` and `calendar_check`. The CLI
+    and the admin API (`source="api"`, with the caller as `actor`) both come through here."""
     async with system_tx(pool) as conn:
         row = await conn.fetchrow("SELECT * FROM drivers WHERE chat_id = $1", chat_id)
         if row is None:
@@ -124,7 +140,8 @@ async def approve_driver(
     access: CalendarAccess | None = None
     if verify:
         access = await check_calendar(settings, row["calendar_id"], calendar=calendar)
-        await record_check(pool, access, context="driver_approve", tenant=row["tenant_id"], chat_id=chat_id)
+        context = "driver_approve" if source == "cli" else "api_driver_approve"
+        await record_check(pool, access, context=context, tenant=row["tenant_id"], chat_id=chat_id)
         if not access.ok:
             raise _refusal(access, f"driver chat {chat_id} was not approved ({access.status})")
     async with system_tx(pool) as conn:
@@ -136,12 +153,16 @@ async def approve_driver(
         )  # fmt: skip
         if updated is None:
             raise AdminError(f"driver chat {chat_id} changed while being approved; run the command again")
+        # Like every admin action: workflow id 'admin' from the CLI, 'api' from the API.
+        door = "api" if source == "api" else "admin"
         await conn.execute(
             """INSERT INTO audit_log (tenant_id, workflow_id, step, action, chat_id, details)
-               VALUES ($1, 'admin', 'admin-' || gen_random_uuid()::text, 'driver_approved', $2, $3)""",
+               VALUES ($1, $4, $4 || '-' || gen_random_uuid()::text, 'driver_approved', $2, $3)""",
             row["tenant_id"], chat_id,
             {"chat_id": chat_id, "from": row["status"], "calendar_id": row["calendar_id"],
-             "calendar_check": access.status if access else "skipped"},
+             "calendar_check": access.status if access else "skipped",
+             **({"actor": actor} if actor else {})},
+            door,
         )  # fmt: skip
     return {**dict(updated), "changed": True, "calendar_check": access.status if access else "skipped"}
 
@@ -191,10 +212,14 @@ def _run(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[int]]) -> 
 
 
 def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
+    from autodispatch.agenda_sync import request_agenda_sync
+
     async def work(pool: asyncpg.Pool) -> int:
         row = await approve_driver(
             pool, settings, chat_id=args.chat_id, tenant=args.tenant, verify=args.verify
         )
+        if row["changed"]:
+            await request_agenda_sync(settings, row["tenant_id"], row["chat_id"])  # the morning agenda
         if args.json:
             _print_json(row)
         elif not row["changed"]:

@@ -48,6 +48,11 @@ async def chat(settings: Settings, text: str, *, chat_id: int | None = None, tim
         print("bot:")
         for answer in answers:
             print("  " + answer["text"].replace("\n", "\n  "))
+            # URL buttons (/connect's consent link): open them in a browser, the emulator shows the page.
+            for row in (answer.get("reply_markup") or {}).get("inline_keyboard") or []:
+                for button in row:
+                    if button.get("url"):
+                        print(f"  [{button.get('text', '')}] {button['url']}")
         if sandbox.google and sandbox.calendar_id and chat_id == sandbox.chat_id:
             events = (
                 await http.get(f"{sandbox.google}/_emulator/calendars/{quote(sandbox.calendar_id)}/events")

@@ -75,12 +75,34 @@ class Settings(BaseSettings):
     billing_price_minor: int | None = Field(default=None, gt=0)  # smallest unit; whole stars for XTR
     billing_currency: str = "RUB"
 
+    # Onboarding (#6 phase 2, docs/onboarding.md): a bare /start (no invite code) joins this tenant (id or
+    # name); unset, a new driver needs a tenant's invite link https://t.me/<bot>?start=<invite code>. The
+    # bot's username only completes the link the admin API shows.
+    onboarding_default_tenant: str | None = None
+    telegram_bot_username: str | None = None
+
     # Admin API (/api/v1): JWTs signed HS256 with jwt_secret, or RS256 (verified with the public key, or
     # the private key's public half; `token issue` signs with the private key). Unset: JWTs are refused,
     # API keys still work.
     jwt_secret: SecretStr | None = None
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None
+
+    # Google OAuth2 (#6 phase 4): drivers connect their own calendar with /connect (docs/oauth.md).
+    # Off unless GOOGLE_OAUTH_CLIENT_ID is set; then the secret, the state key and the token keys are
+    # required. The endpoints are settings so tests and the sandbox use the local emulator.
+    google_oauth_client_id: str | None = None
+    google_oauth_client_secret: SecretStr | None = None
+    google_oauth_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_oauth_token_uri: str = "https://oauth2.googleapis.com/token"
+    google_oauth_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    # The public URL Google redirects to (proxy it to HTTP_PORT /oauth/google/callback); unset: derived
+    # from HTTP_HOST/HTTP_PORT, which only a browser on this machine reaches.
+    google_oauth_redirect_url: str | None = None
+    google_oauth_scopes: str = "openid email https://www.googleapis.com/auth/calendar.events"
+    oauth_state_secret: SecretStr | None = None  # HMAC key of the signed `state` (>= 32 bytes)
+    # Fernet keys encrypting refresh tokens at rest, comma-separated, newest first (rotation: docs/oauth.md).
+    oauth_token_keys: SecretStr | None = None
 
     @field_validator("telegram_api_base", "google_api_endpoint")
     @classmethod
@@ -119,6 +141,44 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("google_oauth_auth_uri", "google_oauth_token_uri", "google_oauth_revoke_uri")
+    @classmethod
+    def _oauth_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+    @field_validator("oauth_state_secret", mode="before")
+    @classmethod
+    def _state_secret(cls, v: object) -> object:
+        if v is None or v == "":
+            return None
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+        if len(raw.encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return v
+
+    @field_validator("oauth_token_keys", mode="before")
+    @classmethod
+    def _token_keys(cls, v: object) -> object:
+        if v is None or v == "":
+            return None
+        from cryptography.fernet import Fernet  # only when set: `parse` stays light
+
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+        keys = [k.strip() for k in raw.split(",") if k.strip()]
+        try:
+            for key in keys:
+                Fernet(key.encode())
+        except ValueError:
+            raise ValueError(
+                "each key must be a Fernet key (`python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`), comma-separated, newest first"
+            ) from None
+        if not keys:
+            return None
+        return v
+
     @field_validator("jwt_public_key_file", "jwt_private_key_file")
     @classmethod
     def _jwt_key_file(cls, v: Path | None) -> Path | None:
@@ -139,6 +199,22 @@ class Settings(BaseSettings):
     def google_configured(self) -> bool:
         """Real Google needs credentials; any other host (an emulator) may go without."""
         return self.google_service_account_file is not None or not self.google_is_official
+
+    @property
+    def oauth_redirect_url(self) -> str:
+        """Where Google sends the driver back (GET /oauth/google/callback on our server)."""
+        if self.google_oauth_redirect_url:
+            return self.google_oauth_redirect_url
+        return f"http://{self.http_host}:{self.http_port}/oauth/google/callback"
+
+    @property
+    def oauth_configured(self) -> bool:
+        return bool(
+            self.google_oauth_client_id
+            and self.google_oauth_client_secret
+            and self.oauth_state_secret
+            and self.oauth_token_keys
+        )
 
     @property
     def calendar_api_root(self) -> str:

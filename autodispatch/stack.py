@@ -22,21 +22,27 @@ from typing import Any
 import asyncpg
 from aiogram import Bot
 from aiohttp import web
+from pydantic import SecretStr
 from temporalio.client import Client
 
 from activities.calendar import CalendarService
+from activities.oauth import OAuthGrants
 from autodispatch import db
 from autodispatch.api.routes import add_api_routes
 from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
+from autodispatch.oauth import generate_key, oauth_problem
 from autodispatch.runtime import dsns, read_sandbox
 from autodispatch.settings import Settings, SettingsError
 from autodispatch.temporal import connect
 from bot.billing import add_billing_route
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
+from bot.menu import register_commands
+from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
 from bot.server import WEBHOOK_PATH, Health, add_health_route, add_webhook_route
 from schemas.telegram import outbound_task_queue
+from workers.day import start_agenda_reconciler
 from workers.worker import Workers, build_workers
 
 log = logging.getLogger(__name__)
@@ -117,6 +123,7 @@ class Stack:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _http: web.AppRunner | None = None
     http_app: web.Application | None = None
+    oauth_grants: OAuthGrants | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def sandbox_parts(self) -> list[str]:
@@ -143,10 +150,14 @@ class Stack:
         await self._start_postgres()
         await self._start_temporal()
         await self._start_emulators()
+        s = self._configure_oauth()
         self.calendar = CalendarService.from_settings(
             self.sandbox.google + "/calendar/v3/" if self.sandbox.google else s.calendar_api_root,
             s.google_service_account_file,
         )
+        if s.oauth_configured and self.pool is not None:
+            # One grant store for the callback and the Calendar activities (drivers' own credentials).
+            self.oauth_grants = self.calendar.grants = OAuthGrants(self.pool, s)
         token = self.sandbox.token or (
             s.telegram_bot_token.get_secret_value() if s.telegram_bot_token else None
         )
@@ -170,6 +181,10 @@ class Stack:
             self.settings,
             reply_task_queue=outbound_task_queue(self.bot.id),
         )
+        add_oauth_routes(
+            self.http_app, self.client, self.pool, self.settings, self.oauth_grants,
+            reply_task_queue=outbound_task_queue(self.bot.id),
+        )  # fmt: skip
         if self.run_bot:
             await self._start_bot()
         await self._start_http()
@@ -239,6 +254,40 @@ class Stack:
             self.google_emulator = GoogleEmulator()
             self.sandbox.google = await self.google_emulator.start(host=host, port=s.sandbox_google_port)
 
+    def _configure_oauth(self) -> Settings:
+        """/connect in sandbox mode: the Google emulator is the consent screen and token endpoint, with an
+        OAuth client registered for our callback. Keys are kept under DATA_DIR so grants survive a
+        restart. Configured deployments only get their settings checked."""
+        s = self.settings
+        if self.google_emulator is not None and not s.google_oauth_client_id:
+            keys_file = s.data_dir / "run" / "sandbox-oauth.json"
+            keys = json.loads(keys_file.read_text()) if keys_file.exists() else {}
+            keys.setdefault("client_secret", secrets.token_urlsafe(24))
+            keys.setdefault("state_secret", secrets.token_urlsafe(32))
+            keys.setdefault("token_key", generate_key())
+            keys_file.parent.mkdir(parents=True, exist_ok=True)
+            keys_file.write_text(json.dumps(keys))
+            keys_file.chmod(0o600)
+            base = self.sandbox.google
+            s = self.settings = s.model_copy(
+                update={
+                    "google_oauth_client_id": "autodispatch-sandbox",
+                    "google_oauth_client_secret": SecretStr(keys["client_secret"]),
+                    "google_oauth_auth_uri": f"{base}/o/oauth2/v2/auth",
+                    "google_oauth_token_uri": f"{base}/token",
+                    "google_oauth_revoke_uri": f"{base}/revoke",
+                    "oauth_state_secret": SecretStr(keys["state_secret"]),
+                    "oauth_token_keys": SecretStr(keys["token_key"]),
+                }
+            )
+            self.google_emulator.create_oauth_client(
+                "autodispatch-sandbox", keys["client_secret"], [s.oauth_redirect_url]
+            )
+        problem = oauth_problem(s)
+        if problem:
+            raise SettingsError(f"configuration error: {problem}")
+        return s
+
     async def _seed_sandbox(self) -> None:
         """A demo tenant and driver, so `autodispatch chat` works on a fresh machine."""
         assert self.pool is not None
@@ -269,6 +318,8 @@ class Stack:
             settings=self.settings,
         )
         self._tasks.append(asyncio.create_task(self._workers.run(), name="worker"))
+        # Morning agendas: every driver's Schedule in line with the whitelist (#5).
+        await start_agenda_reconciler(self.client, self.settings.temporal_task_queue)
         self.health.set("worker", True)
 
     async def _start_bot(self) -> None:
@@ -294,6 +345,7 @@ class Stack:
             stop = asyncio.Event()
             self._stop_polling = stop
             self._tasks.append(asyncio.create_task(poll_updates(dp, self.bot, stop), name="polling"))
+        await register_commands(self.bot)  # the command menu, ru and en (#5)
         me = await self.bot.get_me()
         log.info("bot @%s (%s) in %s mode", me.username, me.id, s.telegram_mode)
         self.health.set("bot", True)

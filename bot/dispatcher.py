@@ -11,7 +11,7 @@ from bot.edge import TemporalEdge
 from bot.handlers import callbacks, commands, orders, other, payments
 
 # Updates the flows handle; anything else Telegram need not send us.
-ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "pre_checkout_query"]
 
 
 def build_dispatcher(edge: TemporalEdge) -> Dispatcher:

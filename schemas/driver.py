@@ -12,7 +12,7 @@ DriverStatus = Literal["active", "pending", "disabled"]
 class DriverSettings(BaseModel):
     """What a driver sets with /settings (stored as JSON on the whitelist row; new keys need defaults)."""
 
-    language: Literal["ru", "en"] = "ru"
+    language: Literal["ru", "en"] | None = None  # None: the language of the driver's Telegram app
     reminder_lead_minutes: int = 60  # 0 turns reminders off
     event_duration_minutes: int | None = None  # None: the deployment's AUTODISPATCH_EVENT_DURATION_MINUTES
     buffer_minutes: int = 30  # around an order when checking conflicts

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Outcome = Literal[
     "event_created",
     "unknown_chat",
+    "onboarding_started",  # an unknown chat's /start: its OnboardingWorkflow was started
+    "onboarding_continued",  # a message handed to the chat's running OnboardingWorkflow
     "driver_disabled",
     "not_an_order",
     "cancelled_by_driver",
     "no_answer",
     "answer_forwarded",
     "calendar_failed",
+    "calendar_paused",  # the driver's Google grant was revoked: kept, written after /connect (#6 phase 4)
     "unsupported_message",
     "command",
     "order_cancelled",
     "callback_denied",
     "button_unknown",
+    "button_forwarded",
+    "order_change_forwarded",
+    "change_unclear",
+    "orders_created",
+    "agenda",
+    "settings",
 ]
 
 
@@ -30,3 +39,4 @@ class MainResult(BaseModel):
     event_id: str | None = None
     html_link: str | None = None
     reply_message_id: int | None = None
+    order_ids: list[str] = Field(default_factory=list)  # several orders in one message: each one's id

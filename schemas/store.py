@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -21,6 +22,10 @@ class OrderRecord(BaseModel):
     event_id: str | None = None
     html_link: str | None = None
     original_text: str = ""
+    source_message_id: int | None = None  # the driver's message (an edit of it changes this order)
+    order_index: int = 0  # its place among several orders of one message
+    card_message_id: int | None = None  # our card (a reply to it refers to this order)
+    order_workflow_id: str | None = None  # the OrderWorkflow that owns changes, buttons and reminders
 
 
 class FinishStepInput(BaseModel):
@@ -43,6 +48,8 @@ class ParseOrderInput(BaseModel):
     tz: str
     region: str | None = None
     currency: str | None = None
+    # "order": chatter comes back empty; "fields": whatever the text names (a change to an order).
+    mode: Literal["order", "fields"] = "order"
 
 
 class AuthorizeOrderInput(BaseModel):
@@ -60,6 +67,30 @@ class OrderRef(BaseModel):
     status: str
     calendar_id: str | None = None
     event_id: str | None = None
+    order_workflow_id: str | None = None
+    pickup_at: datetime | None = None
+    card_message_id: int | None = None
+    order_index: int = 0
+    pickup_address: str | None = None
+    dropoff_address: str | None = None
+
+
+class FindOrderInput(BaseModel):
+    """Which existing order of this chat a message refers to (the first rule that matches wins)."""
+
+    tenant_id: str
+    chat_id: int
+    card_message_id: int | None = None  # a reply to this card
+    source_message_id: int | None = None  # an edit of this message (all orders it made)
+    client_phone: str | None = None  # same client ...
+    day_start: datetime | None = None  # ... on this local day [day_start, day_end) ...
+    day_end: datetime | None = None
+    after: datetime | None = None  # ... or, with no day, the next upcoming one after this moment
+
+
+class FoundOrders(BaseModel):
+    orders: list[OrderRef] = Field(default_factory=list)
+    matched_by: str | None = None  # "card" | "source" | "phone_day" | "phone_next"
 
 
 class OrderStatusInput(BaseModel):

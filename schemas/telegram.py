@@ -27,6 +27,8 @@ class TelegramUpdateReceived(BaseModel):
     callback_query_id: str | None = None
     # Where replies are sent from (the bot's rate-limited outbound queue); None: the flow's own queue.
     reply_task_queue: str | None = None
+    reply_to_message_id: int | None = None  # the message this one replies to (an order's card?)
+    forwarded_from: str | None = None  # who wrote a forwarded message (a dispatcher, a client)
 
 
 def outbound_task_queue(bot_id: int) -> str:

@@ -36,7 +36,10 @@ def session_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest_asyncio.fixture(scope="session")
+# One time-skipping server per test module: its clock is shared, and a workflow a module leaves running
+# (an order waiting for its pickup, a dialogue waiting a day) would wake on a queue nobody polls any more
+# and stop the clock for every later test. The test server cannot list workflows to clean them up.
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=temporal_test_server_path(), data_converter=pydantic_data_converter

@@ -49,7 +49,12 @@ async def main() -> None:
             user = {"first_name": "Ivan", "language_code": "ru"}
 
             async def drive(
-                name: str, chat_id: int, text: str, answer: str | None = None, press: str | None = None
+                name: str,
+                chat_id: int,
+                text: str,
+                answer: str | None = None,
+                press: str | None = None,
+                order_history: str | None = None,
             ) -> None:
                 before = len(telegram.sent(token, chat_id)) if chat_id != 999 else 0
                 sent = telegram.user_sends(token, chat_id, text, from_user={"id": chat_id, **user})
@@ -76,6 +81,15 @@ async def main() -> None:
                             break
                         except RPCError:
                             await asyncio.sleep(0.1)
+                if order_history and not (OUT / f"{order_history}.json").exists():
+                    await asyncio.sleep(2)  # let the order's workflow handle the press
+                    order = stack.client.get_workflow_handle(f"order-{result['order_id']}")
+                    history = await order.fetch_history()
+                    data = {"workflowId": history.workflow_id, "history": json.loads(history.to_json())}
+                    (OUT / f"{order_history}.json").write_text(
+                        json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+                    )
+                    print("recorded", order_history)
                 if (OUT / f"{name}.json").exists():
                     print("kept", name)
                     return
@@ -97,6 +111,23 @@ async def main() -> None:
             await drive(
                 "callback_denied", 501, "завтра 8:15 Внуково → Химки, 2000₽", press="cancel:someone-elses"
             )
+            # The driver's day (#5): the order card and the order's own workflow, changes, lists.
+            await drive("lifecycle_order_created", 501, "послезавтра 9:30 Внуково → Тверская 7, 2500₽")
+            await drive(
+                "lifecycle_button_confirm", 501, "послезавтра 12:15 Внуково → Химки, 2000₽", press="ok:{order_id}",
+                order_history="lifecycle_order_workflow_confirmed",
+            )  # fmt: skip
+            await drive(
+                "lifecycle_orders_in_one_message", 501,
+                "Заказы на послезавтра:\n1) 14:00 Внуково → Химки, 2000₽\n2) 18:30 Шереметьево → Тверская 7, 3000₽",
+            )  # fmt: skip
+            await drive(
+                "lifecycle_order_with_phone",
+                501,
+                "послезавтра 20:00 Внуково → Химки, 2000₽, +7 916 555-44-33",
+            )
+            await drive("lifecycle_reschedule_by_phone", 501, "перенос +7 916 555-44-33 на 21:00")
+            await drive("lifecycle_command_today", 501, "/today")
     await telegram.stop()
     await google.stop()
 

@@ -15,12 +15,17 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from schemas.audit import AuditEntry
-from schemas.calendar import CalendarEvent, CancelEventInput, CreateEventInput
+from schemas.calendar import CalendarEvent, CancelEventInput, CreateEventInput, UpdateEventInput
 from schemas.driver import Driver, DriverLookup, LookupDriverInput
-from schemas.order import ParsedOrder
+from schemas.lifecycle import StartOrderWorkflowInput, order_workflow_id
+from schemas.oauth import ConnectLink, ConnectLinkInput, PauseOrderInput
+from schemas.onboarding import RouteMessageInput, RouteResult
+from schemas.order import OrderChunk, ParsedMessage, ParsedOrder
 from schemas.store import (
     AuthorizeOrderInput,
+    FindOrderInput,
     FinishStepInput,
+    FoundOrders,
     OrderRef,
     OrderStatusInput,
     ParseOrderInput,
@@ -67,6 +72,9 @@ class Fakes:
     cancelled: list[str] = field(default_factory=list)
     answers: list[AnswerCallbackInput] = field(default_factory=list)
     edits: list[EditCardInput] = field(default_factory=list)
+    updates: list[UpdateEventInput] = field(default_factory=list)
+    order_workflows: list[StartOrderWorkflowInput] = field(default_factory=list)
+    paused: list[PauseOrderInput] = field(default_factory=list)
 
     def activities(self) -> list:
         @activity.defn(name="lookup_driver")
@@ -136,6 +144,41 @@ class Fakes:
         async def parse_with_llm(req: ParseOrderInput) -> ParsedOrder | None:
             return None  # the optional LLM fallback, off
 
+        @activity.defn(name="onboarding_route_message")
+        async def onboarding_route_message(req: RouteMessageInput) -> RouteResult:
+            return RouteResult()  # no onboarding dialogue runs (tests/test_onboarding.py covers it)
+
+        @activity.defn(name="parse_message")
+        async def parse_message(req: ParseOrderInput) -> ParsedMessage:
+            chunks = [
+                OrderChunk(text=t, order=self.parses[t]) for t in req.text.split("\n\n") if t in self.parses
+            ]
+            return ParsedMessage(order=await parse_order(req), orders=chunks if len(chunks) > 1 else [])
+
+        @activity.defn(name="find_orders")
+        async def find_orders(req: FindOrderInput) -> FoundOrders:
+            mine = [o for o in self.orders.values() if o.chat_id == req.chat_id and o.status != "cancelled"]
+            by_card = [o for o in mine if req.card_message_id and o.card_message_id == req.card_message_id]
+            return FoundOrders(orders=by_card, matched_by="card") if by_card else FoundOrders()
+
+        @activity.defn(name="start_order_workflow")
+        async def start_order_workflow(req: StartOrderWorkflowInput) -> str:
+            self.order_workflows.append(req)  # OrderWorkflow itself is tested on its own
+            return order_workflow_id(req.order.order_id)
+
+        @activity.defn(name="update_event")
+        async def update_event(req: UpdateEventInput) -> CalendarEvent:
+            self.updates.append(req)
+            return CalendarEvent(event_id=req.event_id, created=False)
+
+        @activity.defn(name="create_connect_link")
+        async def create_connect_link(req: ConnectLinkInput) -> ConnectLink:
+            return ConnectLink(url=f"https://accounts.test/auth?chat={req.chat_id}", nonce="nonce-1")
+
+        @activity.defn(name="pause_order")
+        async def pause_order(req: PauseOrderInput) -> None:
+            self.paused.append(req)
+
         return [
             lookup_driver,
             parse_order,
@@ -149,6 +192,13 @@ class Fakes:
             cancel_event,
             answer_callback,
             edit_card,
+            parse_message,
+            find_orders,
+            update_event,
+            start_order_workflow,
+            create_connect_link,
+            pause_order,
+            onboarding_route_message,
         ]
 
 

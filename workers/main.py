@@ -12,6 +12,7 @@ from autodispatch.runtime import calendar_root, dsns, telegram_endpoint
 from autodispatch.settings import Settings
 from autodispatch.stack import connect_with_retry
 from bot.dispatcher import make_bot
+from workers.day import start_agenda_reconciler
 from workers.worker import build_workers
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = F
         loop.add_signal_handler(sig, stop.set)
     print(f"worker polling task queue {task_queue!r}", flush=True)
     running = asyncio.create_task(workers.run())
+    if not dedicated:  # morning agendas (#5): the shared worker keeps every driver's Schedule in line
+        await start_agenda_reconciler(client, task_queue)
     try:
         await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -16,22 +16,42 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from activities.billing import BillingActivities
 from activities.calendar import CalendarActivities, CalendarService
 from activities.llm import LlmActivities
+from activities.oauth import OAuthActivities, OAuthGrants
+from activities.onboarding import OnboardingActivities, OnboardingRouter
+from activities.orders import OrderStarter
 from activities.parsing import ParseActivities
 from activities.store import StoreActivities
 from activities.telegram import SendPacer, TelegramActivities
 from autodispatch.settings import Settings
 from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
+from workers.day import DAY_WORKFLOWS, day_activities
 from workflows.calendar2auto import Calendar2AutoWorkflow
 from workflows.main import MainWorkflow
+from workflows.oauth import CalendarConnectedWorkflow
+from workflows.onboarding import OnboardingWorkflow
+from workflows.order import OrderWorkflow
 from workflows.subscription import InvoiceWorkflow, SubscriptionWorkflow
 
-WORKFLOWS: Sequence[type] = (MainWorkflow, Calendar2AutoWorkflow, SubscriptionWorkflow, InvoiceWorkflow)
+WORKFLOWS: Sequence[type] = (
+    MainWorkflow,
+    Calendar2AutoWorkflow,
+    OrderWorkflow,
+    SubscriptionWorkflow,
+    InvoiceWorkflow,
+    OnboardingWorkflow,  # #6 phase 2: the new driver's dialogue
+    CalendarConnectedWorkflow,  # #6 phase 4: after /connect, resume orders paused on a revoked grant
+)
+WORKFLOWS = (*WORKFLOWS, *DAY_WORKFLOWS)  # the driver's day (#5): agenda, settings
 
 
 def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, settings: Settings) -> list:
     store = StoreActivities(pool)
     telegram = TelegramActivities(bot, pool)
+    if calendar.grants is None and settings.oauth_configured:
+        # Drivers who connected their own calendar with /connect are written with their own grant.
+        calendar.grants = OAuthGrants(pool, settings)
+    oauth_steps = OAuthActivities(pool, calendar.grants)
     cal = CalendarActivities(calendar, default_duration_minutes=settings.event_duration_minutes)
     parse = ParseActivities()
     llm = LlmActivities(
@@ -40,21 +60,34 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
         settings.llm_model,
     )
     billing = BillingActivities(pool, bot, billing_settings(settings))
+    onboarding = OnboardingActivities(pool, calendar, settings.onboarding_default_tenant)
     return [
         billing.apply_change,
         billing.record_audit,
         billing.send_invoice,
+        onboarding.resolve_tenant,
+        onboarding.check_calendar,
+        onboarding.register_driver,
+        OnboardingRouter().route_message,
         store.lookup_driver,
         store.finish_step,
         store.set_open_question,
         store.authorize_order,
         store.set_order_status,
+        store.find_orders,
         telegram.send_reply,
         telegram.answer_callback,
         telegram.edit_card,
         cal.create_event,
         cal.cancel_event,
+        oauth_steps.create_connect_link,
+        oauth_steps.pause_order,
+        oauth_steps.claim_paused_orders,
+        oauth_steps.release_paused_order,
+        cal.update_event,
         parse.parse_order,
+        parse.parse_message,
+        OrderStarter().start_order_workflow,
         llm.parse_with_llm,
     ]
 
@@ -104,6 +137,7 @@ def build_workers(
         max_workers=flow_activity_slots, thread_name_prefix="calendar"
     )
     activities = build_activities(pool, bot, calendar, settings)
+    activities += day_activities(client, pool, bot, calendar, settings)
     workers = [
         Worker(
             client,

@@ -29,6 +29,7 @@ class Calendar2AutoWorkflow:
                 original_text=req.original_text,
                 duration_minutes=req.duration_minutes,
                 language=req.language,
+                conflict_window=req.conflict_window,
             ),
             start_to_close_timeout=CALENDAR_TIMEOUT,
             schedule_to_close_timeout=CALENDAR_GIVE_UP,

@@ -11,11 +11,18 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    FailureError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.calendar import CalendarActivities
     from activities.llm import LlmActivities
+    from activities.oauth import OAuthActivities
+    from activities.orders import OrderStarter
     from activities.parsing import ParseActivities
     from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
@@ -25,10 +32,15 @@ with workflow.unsafe.imports_passed_through():
     from schemas.calendar import Calendar2AutoInput, CalendarEvent, CancelEventInput
     from schemas.driver import Driver, DriverLookup, LookupDriverInput
     from schemas.flow import MainResult, Outcome
-    from schemas.order import ORDER_FIELDS, ParsedOrder
+    from schemas.lifecycle import OrderAction, OrderLifecycleInput, StartOrderWorkflowInput
+    from schemas.oauth import ConnectLinkInput, PauseOrderInput
+    from schemas.order import ORDER_FIELDS, OrderChunk, ParsedMessage, ParsedOrder
+    from schemas.settings import SETTINGS_PREFIX
     from schemas.store import (
         AuthorizeOrderInput,
+        FindOrderInput,
         FinishStepInput,
+        FoundOrders,
         OrderRecord,
         OrderRef,
         OrderStatusInput,
@@ -44,7 +56,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import policies
     from workflows.calendar2auto import Calendar2AutoWorkflow
+    from workflows.driver_settings import (
+        AGENDA_SETTINGS_PATCH,
+        is_day_command,
+        run_day_command,
+        run_settings_press,
+    )
     from workflows.ids import ORDER_ID, TENANT_ID, calendar_workflow_id, order_id_for
+    from workflows.onboarding import route_to_onboarding
+    from workflows.order import CHANGEABLE_FIELDS, OrderWorkflow, conflict_window
 
 
 def _error_type(err: BaseException | None) -> tuple[str, str]:
@@ -137,7 +157,9 @@ class MainWorkflow:
         self._record(step, "reply_sent", update, message_id=sent.message_id, already_sent=sent.already_sent)
         return sent.message_id
 
-    async def _parse(self, text: str, update: TelegramUpdateReceived, driver: Driver) -> ParsedOrder:
+    async def _parse(
+        self, text: str, update: TelegramUpdateReceived, driver: Driver, mode: str = "order"
+    ) -> ParsedOrder:
         return await workflow.execute_local_activity_method(
             ParseActivities.parse_order,
             ParseOrderInput(
@@ -146,6 +168,7 @@ class MainWorkflow:
                 tz=driver.time_zone,
                 region=driver.region,
                 currency=driver.currency,
+                mode="fields" if mode == "fields" else "order",
             ),
             start_to_close_timeout=policies.PARSE_TIMEOUT,
             retry_policy=policies.PARSE_RETRY,
@@ -176,7 +199,15 @@ class MainWorkflow:
     @workflow.run
     async def run(self, update: TelegramUpdateReceived) -> MainResult:
         lang = texts.language_for(update.language_code)
-        self._record("received", "update_received", update, kind=update.kind, text=update.text[:4096])
+        seen = {
+            "edited": update.edited,
+            "reply_to": update.reply_to_message_id,
+            "forwarded_from": update.forwarded_from,
+        }
+        self._record(
+            "received", "update_received", update, kind=update.kind, text=update.text[:4096],
+            **{k: v for k, v in seen.items() if v},
+        )  # fmt: skip
 
         lookup: DriverLookup = await workflow.execute_local_activity_method(
             StoreActivities.lookup_driver,
@@ -195,6 +226,8 @@ class MainWorkflow:
         workflow.upsert_search_attributes([TENANT_ID.value_set(driver.tenant_id)])
         workflow.upsert_memo({"driver": driver.driver_name, "calendar_id": driver.calendar_id})
         self._record("whitelist", "driver_resolved", update, driver=driver.driver_name, status=driver.status)
+        if driver.settings.language:  # the driver's /settings choice beats their Telegram app's language
+            lang = driver.settings.language
 
         if driver.status != "active":
             key = "driver_pending" if driver.status == "pending" else "driver_disabled"
@@ -206,7 +239,23 @@ class MainWorkflow:
         if update.kind == "command":
             return await self._on_command(update, driver, lang)
 
-        parsed = await self._parse(update.text, update, driver)
+        # Added with the order card: changes to written orders, several orders in one message.
+        lifecycle = workflow.patched("order-lifecycle")
+        several: list[OrderChunk] = []
+        if lifecycle:
+            changed = await self._change_existing_order(update, driver, lang)
+            if changed is not None:
+                return changed
+            message = await self._parse_message(update, driver)
+            parsed, several = message.order, message.orders
+        else:
+            parsed = await self._parse(update.text, update, driver)
+        if len(several) >= 2:
+            return await self._write_orders(update, driver, several, lang)
+        if lifecycle and parsed.client_phone and (texts.is_reschedule(update.text) or parsed.is_order):
+            changed = await self._change_related_order(update, driver, parsed, lang)
+            if changed is not None:
+                return changed
         pending = lookup.pending_question_workflow_id
         if pending and pending != workflow.info().workflow_id and parsed.missing_fields():
             # Not a complete order on its own: it answers the question another flow asked.
@@ -219,6 +268,8 @@ class MainWorkflow:
             parsed.pickup_address is not None and (parsed.dropoff_address or parsed.price_amount) is not None
         )
         if not looks_like_order:
+            if lifecycle and texts.is_reschedule(update.text):
+                return await self._end(update, "change_unclear", "reply", texts.t(lang, "change_which"))
             return await self._end(update, "not_an_order", "reply", texts.t(lang, "help"))
         # Added after the first release: histories recorded before it replay without the step.
         if parsed.missing_fields() and workflow.patched("llm-fallback"):
@@ -254,10 +305,22 @@ class MainWorkflow:
         if asked:
             await self._set_question(driver, False)
 
-        return await self._write_order(update, driver, parsed, text, lang)
+        return await self._write_order(update, driver, parsed, text, lang, lifecycle=lifecycle)
 
     async def _on_unknown_chat(self, update: TelegramUpdateReceived, lang: str) -> MainResult:
-        """A chat that is not on the whitelist."""
+        """A chat that is not on the whitelist. Since onboarding (#6 phase 2): `/start` starts (or
+        resumes) the chat's one OnboardingWorkflow, and any other message of a chat in onboarding
+        continues it; a button press, or a chat with no dialogue, is refused with its chat id as before.
+        Histories recorded before it replay without the step (no marker: the old refusal)."""
+        if update.kind != "callback" and workflow.patched("onboarding"):
+            routed = await route_to_onboarding(update)
+            if routed is not None:
+                self._record("outcome", routed, update, kind=update.kind)
+                await self._flush()
+                return MainResult(outcome=routed, tenant_id=self._tenant_id)
+            return await self._end(
+                update, "unknown_chat", "refusal", texts.t(lang, "unknown_chat_start", chat_id=update.chat_id)
+            )
         return await self._end(
             update, "unknown_chat", "refusal", texts.t(lang, "unknown_chat", chat_id=update.chat_id)
         )
@@ -265,6 +328,38 @@ class MainWorkflow:
     async def _on_command(self, update: TelegramUpdateReceived, driver: Driver, lang: str) -> MainResult:
         """A bot command of a whitelisted driver (the edge hands over those in bot.handlers.commands)."""
         command = texts.command_name(update.text)
+        # The agenda and the settings card (#5); histories recorded before them replay the help reply.
+        if is_day_command(command) and workflow.patched(AGENDA_SETTINGS_PATCH):
+            what, message_id = await run_day_command(update, driver, command)
+            self._record("outcome", what, update, command=command)
+            await self._flush()
+            outcome: Outcome = "settings" if command == "/settings" else "agenda"
+            return MainResult(outcome=outcome, tenant_id=self._tenant_id, reply_message_id=message_id)
+        # One-button Google OAuth (#6 phase 4): a consent link signed for this chat, valid 10 minutes.
+        # Histories recorded before it replay the help reply.
+        if command == "/connect" and workflow.patched("oauth-connect"):
+            link = await workflow.execute_local_activity_method(
+                OAuthActivities.create_connect_link,
+                ConnectLinkInput(
+                    tenant_id=driver.tenant_id,
+                    chat_id=driver.chat_id,
+                    workflow_id=workflow.info().workflow_id,
+                    language=lang,
+                ),
+                start_to_close_timeout=policies.DB_TIMEOUT,
+                retry_policy=policies.DB_RETRY,
+            )
+            if link.url is None:
+                return await self._end(
+                    update, "command", "reply", texts.t(lang, "connect_unavailable"), command=command
+                )
+            message_id = await self._reply(
+                update, "reply", texts.t(lang, "connect_intro"),
+                buttons=[[{"text": texts.t(lang, "connect_button"), "url": link.url}]],
+            )  # fmt: skip
+            self._record("outcome", "connect_link_sent", update, command=command, nonce=link.nonce)
+            await self._flush()
+            return MainResult(outcome="command", tenant_id=self._tenant_id, reply_message_id=message_id)
         return await self._end(update, "command", "reply", texts.t(lang, "help"), command=command)
 
     async def _fill_from_llm(
@@ -324,8 +419,19 @@ class MainWorkflow:
     async def _on_button(self, update: TelegramUpdateReceived, driver: Driver, lang: str) -> MainResult:
         """A press on an order card. Callback data comes from the client: the order it names is acted
         on only if it is this chat's own (authorize_order audits and refuses anything else)."""
-        action, _, order_id = (update.callback_data or "").partition(":")
-        if action != "cancel" or not order_id:
+        data = update.callback_data or ""
+        if data.startswith(SETTINGS_PREFIX) and workflow.patched(AGENDA_SETTINGS_PATCH):
+            # A press on the /settings card (#5), not an order card.
+            what, _ = await run_settings_press(update, driver)
+            self._record("outcome", what, update, data=data[:64])
+            await self._flush()
+            return MainResult(
+                outcome="settings", tenant_id=self._tenant_id, reply_message_id=update.message_id
+            )
+        # "cancel:<order>", "ok:<order>", "edit:<order>", "back:<order>", "field:<name>:<order>"
+        action, _, rest = (update.callback_data or "").partition(":")
+        field, _, order_id = rest.rpartition(":")
+        if action not in _BUTTON_ACTIONS or not order_id or bool(field) != (action == "field"):
             await self._answer_button(update, texts.t(lang, "unknown_button"))
             self._record("outcome", "button_unknown", update, data=(update.callback_data or "")[:64])
             await self._flush()
@@ -349,11 +455,34 @@ class MainWorkflow:
             )
             await self._flush()
             return MainResult(outcome="callback_denied", tenant_id=self._tenant_id, order_id=order_id)
+        if workflow.patched("order-lifecycle"):
+            press = OrderAction(
+                action=_BUTTON_ACTIONS[action], field=field or None, source="button",
+                callback_query_id=update.callback_query_id, chat_id=update.chat_id,
+                message_id=update.message_id, received_at=update.received_at,
+                update_workflow_id=workflow.info().workflow_id,
+            )  # fmt: skip
+            if await self._signal_order(order, press):
+                self._record(
+                    "outcome", "button_forwarded", update, button=action, to_workflow=order.order_workflow_id
+                )
+                await self._flush()
+                return MainResult(outcome="button_forwarded", tenant_id=self._tenant_id, order_id=order_id)
+            if action != "cancel":  # the order's workflow has ended: only ❌ still means something
+                await self._answer_button(update, texts.t(lang, "order_gone"), alert=True)
+                self._record("outcome", "button_expired", update, button=action)
+                await self._flush()
+                return MainResult(outcome="button_unknown", tenant_id=self._tenant_id, order_id=order_id)
         if order.status != "cancelled" and order.calendar_id and order.event_id:
             try:
                 removed = await workflow.execute_activity_method(
                     CalendarActivities.cancel_event,
-                    CancelEventInput(calendar_id=order.calendar_id, event_id=order.event_id),
+                    CancelEventInput(
+                        calendar_id=order.calendar_id,
+                        event_id=order.event_id,
+                        tenant_id=order.tenant_id,
+                        chat_id=order.chat_id,
+                    ),  # fmt: skip
                     task_queue=driver.task_queue or workflow.info().task_queue,
                     start_to_close_timeout=policies.CALENDAR_TIMEOUT,
                     schedule_to_close_timeout=policies.CALENDAR_GIVE_UP,
@@ -397,6 +526,137 @@ class MainWorkflow:
         await self._flush()
         return MainResult(outcome="order_cancelled", tenant_id=self._tenant_id, order_id=order_id)
 
+    # -- changes to orders already written ------------------------------------------------
+    async def _parse_message(self, update: TelegramUpdateReceived, driver: Driver) -> ParsedMessage:
+        return await workflow.execute_local_activity_method(
+            ParseActivities.parse_message,
+            ParseOrderInput(
+                text=update.text,
+                now=update.received_at,
+                tz=driver.time_zone,
+                region=driver.region,
+                currency=driver.currency,
+            ),  # fmt: skip
+            start_to_close_timeout=policies.PARSE_TIMEOUT,
+            retry_policy=policies.PARSE_RETRY,
+        )
+
+    async def _find_orders(self, req: FindOrderInput) -> FoundOrders:
+        return await workflow.execute_local_activity_method(
+            StoreActivities.find_orders,
+            req,
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
+        )
+
+    async def _change_existing_order(
+        self, update: TelegramUpdateReceived, driver: Driver, lang: str
+    ) -> MainResult | None:
+        """A reply to an order's card, or an edit of the message an order came from: that order changes
+        (or is cancelled) instead of a new one being made. None: the message refers to no order."""
+        if update.reply_to_message_id is None and not update.edited:
+            return None
+        found = await self._find_orders(
+            FindOrderInput(
+                tenant_id=driver.tenant_id,
+                chat_id=driver.chat_id,
+                card_message_id=update.reply_to_message_id,
+                source_message_id=update.message_id if update.edited else None,
+            )  # fmt: skip
+        )
+        if not found.orders:
+            return None
+        source = "message_edit" if found.matched_by == "source" else "reply"
+        common = dict(
+            text=update.text, source=source, chat_id=update.chat_id, message_id=update.message_id,
+            received_at=update.received_at, update_workflow_id=workflow.info().workflow_id,
+        )  # fmt: skip
+        targets: list[tuple[OrderRef, OrderAction]] = []
+        if texts.is_cancel(update.text):
+            targets = [(o, OrderAction(action="cancel", **common)) for o in found.orders]
+        elif source == "message_edit" and len(found.orders) > 1:
+            chunks = (await self._parse_message(update, driver)).orders
+            targets = [
+                (o, OrderAction(action="change", order=chunks[o.order_index].order, **common))
+                for o in found.orders
+                if o.order_index < len(chunks)
+            ]
+        else:
+            parsed = await self._parse(update.text, update, driver, mode="fields")
+            if not any(getattr(parsed, f) is not None for f in CHANGEABLE_FIELDS):
+                return None  # "спасибо" in reply to a card changes nothing: handled as any message
+            targets = [(found.orders[0], OrderAction(action="change", order=parsed, **common))]
+        return await self._send_to_orders(update, targets, lang, matched_by=found.matched_by or "")
+
+    async def _change_related_order(
+        self, update: TelegramUpdateReceived, driver: Driver, parsed: ParsedOrder, lang: str
+    ) -> MainResult | None:
+        """A new message about an order already written: "перенос на 10:30" with the client's phone, or
+        the same client, day and route again. It changes that order instead of adding a second one."""
+        reschedule = texts.is_reschedule(update.text)
+        day_start = day_end = None
+        if parsed.pickup_at is not None and (parsed.date_stated or not reschedule):
+            day_start, day_end = texts.local_day(parsed.pickup_at, driver.time_zone)
+        found = await self._find_orders(
+            FindOrderInput(
+                tenant_id=driver.tenant_id,
+                chat_id=driver.chat_id,
+                client_phone=parsed.client_phone,
+                day_start=day_start,
+                day_end=day_end,
+                after=update.received_at if reschedule else None,
+            )  # fmt: skip
+        )
+        if reschedule:
+            chosen = found.orders if len(found.orders) == 1 else []
+        else:  # a full order: only the same trip again is a change (a return trip is a new order)
+            chosen = [o for o in found.orders if _same_route(o, parsed)][:1]
+        if not chosen:
+            return None
+        action = OrderAction(
+            action="change", order=parsed, text=update.text, source="related_message", chat_id=update.chat_id,
+            message_id=update.message_id, received_at=update.received_at,
+            update_workflow_id=workflow.info().workflow_id,
+        )  # fmt: skip
+        return await self._send_to_orders(
+            update, [(chosen[0], action)], lang, matched_by=found.matched_by or ""
+        )
+
+    async def _send_to_orders(
+        self,
+        update: TelegramUpdateReceived,
+        targets: list[tuple[OrderRef, OrderAction]],
+        lang: str,
+        matched_by: str,
+    ) -> MainResult:
+        for order, action in targets:
+            self._order_id = order.order_id
+            if await self._signal_order(order, action):
+                self._record(f"change:{order.order_id}", "change_forwarded", update, requested=action.action,
+                             matched_by=matched_by, to_workflow=order.order_workflow_id)  # fmt: skip
+            else:
+                await self._reply(update, f"gone:{order.order_id}", texts.t(lang, "order_gone"))
+                self._record(f"change:{order.order_id}", "change_too_late", update, outcome="rejected",
+                             requested=action.action, matched_by=matched_by)  # fmt: skip
+        self._record("outcome", "order_change_forwarded", update, orders=[o.order_id for o, _ in targets])
+        await self._flush()
+        return MainResult(
+            outcome="order_change_forwarded", tenant_id=self._tenant_id, order_id=targets[0][0].order_id,
+            order_ids=[o.order_id for o, _ in targets],
+        )  # fmt: skip
+
+    async def _signal_order(self, order: OrderRef, action: OrderAction) -> bool:
+        """Hand the action to the order's own workflow; False if it has ended (the order is over)."""
+        if not order.order_workflow_id:
+            return False
+        handle = workflow.get_external_workflow_handle(order.order_workflow_id)
+        try:
+            await handle.signal(OrderWorkflow.order_action, action)
+        except Exception as err:  # the order's workflow already ended
+            workflow.logger.info("order workflow %s is gone: %s", order.order_workflow_id, err)
+            return False
+        return True
+
     async def _forward_answer(self, pending: str, update: TelegramUpdateReceived) -> bool:
         handle = workflow.get_external_workflow_handle(pending)
         try:
@@ -413,19 +673,47 @@ class MainWorkflow:
             return False
         return True
 
+    async def _write_orders(
+        self, update: TelegramUpdateReceived, driver: Driver, chunks: list[OrderChunk], lang: str
+    ) -> MainResult:
+        """Several orders in one message: each gets its event, its card and its own workflow."""
+        self._record("split", "orders_in_message", update, count=len(chunks))
+        results = [
+            await self._write_order(update, driver, c.order, c.text, lang, lifecycle=True, index=i)
+            for i, c in enumerate(chunks)
+        ]
+        ids = [r.order_id for r in results if r.order_id]
+        return MainResult(
+            outcome="orders_created", tenant_id=self._tenant_id, order_id=ids[0] if ids else None,
+            order_ids=ids, event_id=results[0].event_id, html_link=results[0].html_link,
+            reply_message_id=results[0].reply_message_id,
+        )  # fmt: skip
+
     async def _write_order(
-        self, update: TelegramUpdateReceived, driver: Driver, parsed: ParsedOrder, text: str, lang: str
+        self,
+        update: TelegramUpdateReceived,
+        driver: Driver,
+        parsed: ParsedOrder,
+        text: str,
+        lang: str,
+        *,
+        lifecycle: bool = False,
+        index: int = 0,
     ) -> MainResult:
         assert update.message_id is not None
-        self._order_id = order_id_for(driver.tenant_id, driver.chat_id, update.message_id)
-        workflow.upsert_search_attributes([ORDER_ID.value_set(self._order_id)])
-        self._record("parsed", "order_parsed", update, order=parsed.to_flat_json())
+        sfx = f"#{index}" if index else ""  # the first (or only) order keeps the step names it always had
+        self._order_id = order_id = order_id_for(driver.tenant_id, driver.chat_id, update.message_id, index)
+        if not index:
+            workflow.upsert_search_attributes([ORDER_ID.value_set(order_id)])
+        self._record(f"parsed{sfx}", "order_parsed", update, order=parsed.to_flat_json())
 
         record = OrderRecord(
-            tenant_id=driver.tenant_id, order_id=self._order_id, chat_id=driver.chat_id,
+            tenant_id=driver.tenant_id, order_id=order_id, chat_id=driver.chat_id,
             workflow_id=workflow.info().workflow_id, status="received", order=parsed,
             calendar_id=driver.calendar_id, original_text=text,
+            source_message_id=update.message_id if lifecycle else None, order_index=index,
         )  # fmt: skip
+        settings = driver.settings
         try:
             event: CalendarEvent = await workflow.execute_child_workflow(
                 Calendar2AutoWorkflow.run,
@@ -434,13 +722,15 @@ class MainWorkflow:
                     time_zone=driver.time_zone,
                     tenant_id=driver.tenant_id,
                     chat_id=driver.chat_id,
-                    order_id=self._order_id,
+                    order_id=order_id,
                     order=parsed,
                     original_text=text,
                     driver_name=driver.driver_name,
                     language=lang,
+                    duration_minutes=settings.event_duration_minutes if lifecycle else None,
+                    conflict_window=conflict_window(settings) if lifecycle else None,
                 ),  # fmt: skip
-                id=calendar_workflow_id(self._order_id),
+                id=calendar_workflow_id(order_id),
                 task_queue=driver.task_queue or workflow.info().task_queue,
                 search_attributes=workflow.info().typed_search_attributes,
                 priority=Priority(fairness_key=driver.tenant_id),
@@ -448,34 +738,133 @@ class MainWorkflow:
             )
         except ChildWorkflowError as err:
             kind, message = _error_type(err)
+            # The driver's own Google grant was revoked or expired (#6 phase 4): the whole calendar write
+            # is kept and done when they /connect again (CalendarConnectedWorkflow); nothing is lost.
+            if kind == "CalendarGrantRevoked" and workflow.patched("oauth-pause-on-revoked-grant"):
+                await workflow.execute_local_activity_method(
+                    OAuthActivities.pause_order,
+                    PauseOrderInput(
+                        tenant_id=driver.tenant_id,
+                        chat_id=driver.chat_id,
+                        order_id=order_id,
+                        workflow_id=workflow.info().workflow_id,
+                        # The same write the child was asked for (see the call above).
+                        calendar=Calendar2AutoInput(
+                            calendar_id=driver.calendar_id,
+                            time_zone=driver.time_zone,
+                            tenant_id=driver.tenant_id,
+                            chat_id=driver.chat_id,
+                            order_id=order_id,
+                            order=parsed,
+                            original_text=text,
+                            driver_name=driver.driver_name,
+                            language=lang,
+                            duration_minutes=settings.event_duration_minutes if lifecycle else None,
+                            conflict_window=conflict_window(settings) if lifecycle else None,
+                        ),
+                        reply_to_message_id=update.message_id,
+                        reply_task_queue=update.reply_task_queue,
+                    ),
+                    start_to_close_timeout=policies.DB_TIMEOUT,
+                    retry_policy=policies.DB_RETRY,
+                )
+                record.status = "awaiting_calendar"
+                message_id = await self._reply(update, f"reply{sfx}", texts.t(lang, "calendar_reconnect"))
+                self._record(
+                    f"calendar{sfx}", "calendar_paused", update, outcome="paused", error=kind, message=message
+                )
+                self._record(f"outcome{sfx}", "calendar_paused", update)
+                await self._flush(record)
+                return MainResult(
+                    outcome="calendar_paused", tenant_id=self._tenant_id, order_id=order_id,
+                    reply_message_id=message_id,
+                )  # fmt: skip
             key = {"CalendarNotFound": "calendar_not_found", "CalendarReadOnly": "calendar_read_only"}.get(
                 kind, "calendar_failed"
             )
             record.status = "calendar_failed"
             reply = texts.t(lang, key, calendar_id=driver.calendar_id, reason=kind or "error")
-            message_id = await self._reply(update, "reply", reply)
-            self._record("calendar", "calendar_failed", update, outcome="error", error=kind, message=message)
-            self._record("outcome", "calendar_failed", update)
+            message_id = await self._reply(update, f"reply{sfx}", reply)
+            self._record(
+                f"calendar{sfx}", "calendar_failed", update, outcome="error", error=kind, message=message
+            )
+            self._record(f"outcome{sfx}", "calendar_failed", update)
             await self._flush(record)
             return MainResult(
-                outcome="calendar_failed", tenant_id=self._tenant_id, order_id=self._order_id,
+                outcome="calendar_failed", tenant_id=self._tenant_id, order_id=order_id,
                 reply_message_id=message_id,
             )  # fmt: skip
 
         record.status, record.event_id, record.html_link = "in_calendar", event.event_id, event.html_link
         self._record(
-            "calendar", "event_created" if event.created else "event_existed", update,
+            f"calendar{sfx}", "event_created" if event.created else "event_existed", update,
             event_id=event.event_id, calendar_id=driver.calendar_id,
+            conflicts=[c.event_id for c in event.conflicts],
         )  # fmt: skip
-        message_id = await self._reply(
-            update,
-            "reply",
-            texts.confirmation(parsed, driver.time_zone, lang, event.html_link),
-            buttons=[[{"text": texts.t(lang, "cancel_button"), "callback_data": f"cancel:{self._order_id}"}]],
-        )
-        self._record("outcome", "event_created", update)
+        if lifecycle:
+            card = texts.order_card(
+                parsed, driver.time_zone, lang, event.html_link, conflicts=event.conflicts
+            )
+            buttons = texts.card_buttons(order_id, lang, "in_calendar")
+        else:
+            card = texts.confirmation(parsed, driver.time_zone, lang, event.html_link)
+            buttons = [[{"text": texts.t(lang, "cancel_button"), "callback_data": f"cancel:{order_id}"}]]
+        message_id = await self._reply(update, f"reply{sfx}", card, buttons=buttons)
+        if lifecycle:
+            record.card_message_id = message_id
+            record.order_workflow_id = await self._start_order_workflow(
+                update, driver, record, event, lang, index
+            )
+        self._record(f"outcome{sfx}", "event_created", update)
         await self._flush(record)
         return MainResult(
-            outcome="event_created", tenant_id=self._tenant_id, order_id=self._order_id,
+            outcome="event_created", tenant_id=self._tenant_id, order_id=order_id,
             event_id=event.event_id, html_link=event.html_link, reply_message_id=message_id,
         )  # fmt: skip
+
+    async def _start_order_workflow(
+        self,
+        update: TelegramUpdateReceived,
+        driver: Driver,
+        record: OrderRecord,
+        event: CalendarEvent,
+        lang: str,
+        index: int,
+    ) -> str:
+        """The order's own workflow: its buttons, changes and reminder outlive this update's flow."""
+        return await workflow.execute_local_activity_method(
+            OrderStarter.start_order_workflow,
+            StartOrderWorkflowInput(
+                order=OrderLifecycleInput(
+                    driver=driver,
+                    order_id=record.order_id,
+                    order=record.order,
+                    event_id=event.event_id,
+                    original_text=record.original_text,
+                    source_message_id=update.message_id,
+                    order_index=index,
+                    card_message_id=record.card_message_id,
+                    html_link=event.html_link,
+                    conflicts=event.conflicts,
+                    language=lang,
+                    reply_task_queue=update.reply_task_queue,
+                    touched_at=workflow.now(),
+                ),
+                task_queue=driver.task_queue or workflow.info().task_queue,
+            ),
+            start_to_close_timeout=policies.START_WORKFLOW_TIMEOUT,
+            retry_policy=policies.START_WORKFLOW_RETRY,
+        )
+
+
+# Callback data's first part → the order workflow's action.
+_BUTTON_ACTIONS = {"cancel": "cancel", "ok": "confirm", "edit": "edit", "back": "back", "field": "field"}
+
+
+def _same_route(order: OrderRef, parsed: ParsedOrder) -> bool:
+    def norm(value: str | None) -> str:
+        return " ".join((value or "").lower().replace("ё", "е").split())
+
+    return norm(order.pickup_address) == norm(parsed.pickup_address) and norm(order.dropoff_address) == norm(
+        parsed.dropoff_address
+    )

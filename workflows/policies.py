@@ -41,6 +41,7 @@ CALENDAR_RETRY = RetryPolicy(
         "CalendarReadOnly",
         "CalendarAuthFailed",
         "CalendarBadRequest",
+        "CalendarGrantRevoked",  # the driver must /connect again (the order is paused, not lost)
     ],
 )
 CALENDAR_GIVE_UP = timedelta(days=1)
@@ -56,3 +57,12 @@ LLM_RETRY = RetryPolicy(
 # How long a question to the driver (missing time or pickup) stays open.
 ANSWER_WAIT = timedelta(hours=24)
 MAX_QUESTIONS = 3
+
+# An order's workflow watches it (buttons, changes, the reminder) until this long after the pickup;
+# later presses are handled by the press's own flow.
+ORDER_WATCH_AFTER = timedelta(hours=6)
+# How long the ✏️ question ("send the new time") stays open.
+FIELD_ANSWER_WAIT = timedelta(hours=1)
+# Starting another workflow through the worker's client: the server was just reachable (it runs us).
+START_WORKFLOW_TIMEOUT = timedelta(seconds=10)
+START_WORKFLOW_RETRY = DB_RETRY

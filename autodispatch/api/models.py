@@ -155,6 +155,46 @@ class DriverUpdate(_Request):
         return _zone(v)
 
 
+class DriverApproval(Driver):
+    changed: bool = Field(description="false: the driver was active already (nothing changed)")
+    calendar_check: str | None = Field(
+        description="what the calendar check found (`ok`), `skipped` (verify=false), or null if unchanged"
+    )
+
+
+class DriverApproveQuery(_Request):
+    verify: bool = Field(
+        default=True,
+        description="check first that the bot can read and write the driver's calendar (a probe event is "
+        "written and deleted); false approves without the check (audited as skipped)",
+    )
+
+
+# -- onboarding (#6 phase 2) ------------------------------------------------------------
+class TenantOnboarding(BaseModel):
+    tenant_id: str
+    activation: Literal["payment", "approval"] = Field(
+        description="what activates a driver who finished the onboarding dialogue: an admin's approve, "
+        "or their payment"
+    )
+    invite_code: str | None = Field(description="the deep link's payload; null: invitations are closed")
+    start_command: str | None = Field(description="what the driver's Telegram sends: /start <code>")
+    deep_link: str | None = Field(
+        description="https://t.me/<bot>?start=<code> (null unless AUTODISPATCH_TELEGRAM_BOT_USERNAME is set)"
+    )
+    default_tenant: bool = Field(
+        description="this is AUTODISPATCH_ONBOARDING_DEFAULT_TENANT: a bare /start joins it"
+    )
+
+
+class TenantOnboardingUpdate(_Request):
+    activation: Literal["payment", "approval"] | None = None
+    invite: Literal["rotate", "close"] | None = Field(
+        default=None,
+        description="rotate: a new code (links handed out before stop working); close: no invitations",
+    )
+
+
 # -- orders -----------------------------------------------------------------------------
 class Order(BaseModel):
     tenant_id: str

@@ -35,6 +35,7 @@ ERROR_TEXT = {
     403: "authenticated, but this role or tenant may not do this",
     404: "no such object",
     409: "conflict: a duplicate name or chat, or a state that forbids it",
+    503: "a service this needs (Google Calendar) could not answer; nothing was changed, retry",
 }
 
 

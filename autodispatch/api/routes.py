@@ -17,7 +17,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from autodispatch import admin, tenants
+from autodispatch import admin, cli_drivers, onboarding_admin, tenants
 from autodispatch.api import models as m
 from autodispatch.api import store
 from autodispatch.api.auth import AuthError, Principal, Role, authenticate
@@ -213,6 +213,51 @@ async def delete_driver(ctx: Ctx) -> web.Response:
     return web.Response(status=204)
 
 
+async def approve_driver(ctx: Ctx) -> web.Response:
+    """`driver approve` over HTTP: the same code path (calendar check, then pending/disabled → active)."""
+    chat_id = ctx.path_int("chat_id")
+    q = ctx.query(m.DriverApproveQuery)
+    await store.get_driver(ctx.pool, ctx.tenant_id, chat_id)  # 404 unless it is this tenant's driver
+    try:
+        row = await cli_drivers.approve_driver(
+            ctx.pool, ctx.settings, chat_id=chat_id, tenant=ctx.tenant_id, verify=q.verify, source="api",
+            actor=ctx.actor,
+        )  # fmt: skip
+    except cli_drivers.CalendarCheckFailed as exc:
+        access = exc.access
+        message = f"driver chat {chat_id} was not approved ({access.status}): {access.message}"
+        if exc.check_not_made:
+            raise ApiError(
+                503, "calendar_check_unavailable", message + " (retry, or approve with ?verify=false)"
+            ) from None
+        raise ApiError(409, "calendar_check_failed", message) from None
+    return _json(m.DriverApproval, row)
+
+
+async def disable_driver(ctx: Ctx) -> web.Response:
+    """`driver disable` over HTTP: orders are refused at once; a later payment does not re-enable."""
+    chat_id = ctx.path_int("chat_id")
+    await store.get_driver(ctx.pool, ctx.tenant_id, chat_id)  # 404 unless it is this tenant's driver
+    row = await admin.set_driver_status(
+        ctx.pool, chat_id=chat_id, status="disabled", tenant=ctx.tenant_id, source="api", actor=ctx.actor
+    )
+    return _json(m.Driver, row)
+
+
+async def get_onboarding(ctx: Ctx) -> web.Response:
+    row = await onboarding_admin.get_onboarding(ctx.pool, ctx.settings, ctx.tenant_id)
+    return _json(m.TenantOnboarding, row)
+
+
+async def update_onboarding(ctx: Ctx) -> web.Response:
+    body = await ctx.body(m.TenantOnboardingUpdate)
+    row = await onboarding_admin.update_onboarding(
+        ctx.pool, ctx.settings, ctx.tenant_id, activation=body.activation, invite=body.invite, source="api",
+        actor=ctx.actor,
+    )  # fmt: skip
+    return _json(m.TenantOnboarding, row)
+
+
 async def list_orders(ctx: Ctx) -> web.Response:
     q = ctx.query(m.OrderQuery)
     chat_id = q.chat_id
@@ -280,6 +325,18 @@ ENDPOINTS: list[Endpoint] = [
       body=m.DriverUpdate),
     E("DELETE", "/tenants/{tenant}/drivers/{chat_id}", delete_driver, "deleteDriver",
       "remove a driver from the whitelist (and revoke their keys)", MANAGE, None, 204),
+    E("POST", "/tenants/{tenant}/drivers/{chat_id}/approve", approve_driver, "approveDriver",
+      "activate a pending or disabled driver after checking their calendar (`driver approve`)", MANAGE,
+      m.DriverApproval, query=m.DriverApproveQuery, errors=(409, 503),
+      description="409: the calendar is not usable (not found or not shared, read-only: the message says "
+      "which); 503: Google could not be asked. Approving an active driver changes nothing."),
+    E("POST", "/tenants/{tenant}/drivers/{chat_id}/disable", disable_driver, "disableDriver",
+      "disable a driver (`driver disable`): their orders are refused until approved again", MANAGE, m.Driver),
+    E("GET", "/tenants/{tenant}/onboarding", get_onboarding, "getOnboarding",
+      "the tenant's invite link for new drivers and what activates them", MANAGE, m.TenantOnboarding),
+    E("PATCH", "/tenants/{tenant}/onboarding", update_onboarding, "updateOnboarding",
+      "set the activation (payment or approval); rotate or close the invite code", MANAGE,
+      m.TenantOnboarding, body=m.TenantOnboardingUpdate),
     E("GET", "/tenants/{tenant}/orders", list_orders, "listOrders", "orders, newest first (a `user`: own only)",
       OWN, m.OrderList, query=m.OrderQuery),
     E("GET", "/tenants/{tenant}/orders/{order_id}", get_order, "getOrder", "one order (a `user`: own only)", OWN,

@@ -26,7 +26,21 @@ def received_from(
         received_at=message.date if message.date else datetime.now(UTC),
         edited=update.edited_message is not None,
         reply_task_queue=outbound_task_queue(bot_id),
+        reply_to_message_id=message.reply_to_message.message_id if message.reply_to_message else None,
+        forwarded_from=_forwarded_from(message),
     )
+
+
+def _forwarded_from(message: Message) -> str | None:
+    """The original author of a forwarded order, for the audit log (the text is the order either way)."""
+    origin = message.forward_origin
+    if origin is None:
+        return None
+    for attr in ("sender_user", "sender_chat", "chat"):
+        who = getattr(origin, attr, None)
+        if who is not None:
+            return getattr(who, "full_name", None) or getattr(who, "title", None) or str(who.id)
+    return getattr(origin, "sender_user_name", None) or origin.type
 
 
 def received_from_callback(bot_id: int, update: Update, callback: CallbackQuery) -> TelegramUpdateReceived:

@@ -1,4 +1,4 @@
-"""Order texts: a message's text, or a photo's caption, forwarded or typed."""
+"""Order texts: a message's text, or a photo's caption, forwarded, typed or edited."""
 
 from __future__ import annotations
 
@@ -21,4 +21,7 @@ def build_router() -> Router:
     router = Router(name="orders")
     router.message.register(on_text, F.text)
     router.message.register(on_caption, F.caption)
+    # An edited order message re-parses and changes the same order (the workflow finds it by message).
+    router.edited_message.register(on_text, F.text)
+    router.edited_message.register(on_caption, F.caption)
     return router
