@@ -30,7 +30,8 @@ def test_there_are_histories_covering_the_main_outcomes() -> None:
     names = {p.stem for p in HISTORIES}
     assert {
         "order_event_created", "unknown_chat", "question_answered", "calendar_not_shared", "order_cancelled",
-        "callback_denied",
+        "callback_denied", "lifecycle_order_created", "lifecycle_button_confirm",
+        "lifecycle_order_workflow_confirmed", "lifecycle_orders_in_one_message", "lifecycle_reschedule_by_phone",
     } <= names  # fmt: skip
 
 

@@ -252,10 +252,16 @@ class MainWorkflow:
             parsed = await self._parse(update.text, update, driver)
         if len(several) >= 2:
             return await self._write_orders(update, driver, several, lang)
-        if lifecycle and parsed.client_phone and (texts.is_reschedule(update.text) or parsed.is_order):
-            changed = await self._change_related_order(update, driver, parsed, lang)
-            if changed is not None:
-                return changed
+        reschedule = lifecycle and texts.is_reschedule(update.text)
+        if reschedule or (lifecycle and parsed.is_order and parsed.client_phone):
+            # "перенос +7 916 … на 21:00" is no order on its own: read every field it names.
+            named = (
+                parsed if parsed.is_order else await self._parse(update.text, update, driver, mode="fields")
+            )
+            if named.client_phone:
+                changed = await self._change_related_order(update, driver, named, lang)
+                if changed is not None:
+                    return changed
         pending = lookup.pending_question_workflow_id
         if pending and pending != workflow.info().workflow_id and parsed.missing_fields():
             # Not a complete order on its own: it answers the question another flow asked.
