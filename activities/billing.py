@@ -18,8 +18,8 @@ from aiogram.types import LabeledPrice
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from autodispatch.billing_texts import bt
 from autodispatch.db import tenant_tx
+from autodispatch.texts import bt
 from schemas.billing import (
     BillingAuditInput,
     BillingSettings,

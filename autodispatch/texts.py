@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.agenda import AgendaItem
 from schemas.calendar import ConflictingEvent
@@ -240,6 +240,19 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "onb_cancelled": "Подключение отменено. Отправьте /start, если захотите начать заново.",
         "onb_bot_account": "сервисного аккаунта бота (адрес подскажет администратор)",
+        # -- ru: billing (#6 phase 3)
+        "billing_paid": "✅ Оплата получена. Подписка Auto-Dispatcher активна до {until}.",
+        "billing_paid_blocked": "Оплата получена (подписка до {until}), но ваш доступ отключён администратором. Обратитесь к администратору.",
+        "billing_warning": "⏳ Подписка Auto-Dispatcher заканчивается {until}. Продлите её командой /subscribe, чтобы заказы и дальше попадали в календарь.",
+        "billing_expired": "Подписка Auto-Dispatcher закончилась {until}: новые заказы не принимаются. Продлите её командой /subscribe.",
+        "billing_invoice_title": "Auto-Dispatcher",
+        "billing_invoice_description": "Подписка на {days} дн.: заказы из Telegram сразу в ваш Google Календарь.",
+        "billing_invoice_label": "Подписка на {days} дн.",
+        "billing_payments_unavailable": "Оплата в Telegram пока не настроена. Обратитесь к администратору.",
+        "billing_invoice_failed": "Не удалось выставить счёт ({reason}). Попробуйте позже или обратитесь к администратору.",
+        "billing_checkout_invalid": "Этот счёт больше не действует. Отправьте /subscribe, чтобы получить новый.",
+        "billing_checkout_unknown_chat": "Этот чат не подключён к Auto-Dispatcher. Обратитесь к администратору.",
+        "billing_checkout_unavailable": "Оплата временно недоступна. Попробуйте через минуту.",
         # -- ru: oauth (#6 phase 4)
         "connect_intro": (
             "Подключите свой Google Календарь одной кнопкой: бот будет записывать заказы в него от вашего имени.\n"
@@ -467,6 +480,19 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "onb_cancelled": "Connecting cancelled. Send /start if you want to start again.",
         "onb_bot_account": "the bot's service account (your admin knows its address)",
+        # -- en: billing (#6 phase 3)
+        "billing_paid": "✅ Payment received. Your Auto-Dispatcher subscription is active until {until}.",
+        "billing_paid_blocked": "Payment received (subscription until {until}), but your access is disabled by your admin. Please contact your admin.",
+        "billing_warning": "⏳ Your Auto-Dispatcher subscription ends {until}. Renew it with /subscribe to keep your orders going into your calendar.",
+        "billing_expired": "Your Auto-Dispatcher subscription ended {until}: new orders are not accepted. Renew it with /subscribe.",
+        "billing_invoice_title": "Auto-Dispatcher",
+        "billing_invoice_description": "{days}-day subscription: orders from Telegram straight into your Google Calendar.",
+        "billing_invoice_label": "{days}-day subscription",
+        "billing_payments_unavailable": "Payments in Telegram are not set up yet. Please contact your admin.",
+        "billing_invoice_failed": "Could not send the invoice ({reason}). Try again later or contact your admin.",
+        "billing_checkout_invalid": "This invoice is no longer valid. Send /subscribe for a new one.",
+        "billing_checkout_unknown_chat": "This chat is not connected to Auto-Dispatcher. Please contact your admin.",
+        "billing_checkout_unavailable": "Payments are briefly unavailable. Please try again in a minute.",
         # -- en: oauth (#6 phase 4)
         "connect_intro": (
             "Connect your own Google Calendar with one tap: the bot will write orders into it as you.\n"
@@ -847,3 +873,17 @@ def settings_choices(
     rows.append([{"text": t(lang, "settings_back"), "callback_data": f"{SETTINGS_PREFIX}m"}])
     text = f"{t(lang, f'settings_{field}')}: {current}\n\n{t(lang, f'settings_pick_{field}')}"
     return text, rows
+
+
+def bt(lang: str, key: str, **kw: object) -> str:
+    """A subscription text (the billing_* keys)."""
+    return t(lang, f"billing_{key}", **kw)
+
+
+def format_until(at: datetime, time_zone: str) -> str:
+    """The end of a paid period in the driver's zone, e.g. `21.12.2026 09:30`."""
+    try:
+        zone = ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return at.astimezone(zone).strftime("%d.%m.%Y %H:%M")

@@ -37,11 +37,11 @@ from activities.billing import BillingActivities
 from activities.store import StoreActivities
 from activities.telegram import TelegramActivities
 from autodispatch import admin
-from autodispatch.billing_texts import format_until
 from autodispatch.db import system_tx
 from autodispatch.embedded import EmbeddedTemporal
 from autodispatch.settings import Settings
 from autodispatch.temporal import connect
+from autodispatch.texts import format_until
 from bot.billing import (
     BILLING_WEBHOOK_PATH,
     SIGNATURE_HEADER,

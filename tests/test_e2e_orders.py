@@ -278,3 +278,32 @@ async def test_a_reminder_fires_after_the_worker_and_the_temporal_server_restart
         if worker is not None and worker.stdout is not None:
             print(worker.stdout.read().decode(errors="replace")[-3000:])  # shown if the test fails
         server.stop()
+
+
+async def test_messages_in_the_wild_never_stick_a_workflow(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, _ = await new_driver(stack, outside)
+        token, user = token_of(stack), {"id": chat_id, "first_name": "Ivan", "language_code": "ru"}
+        photo = outside.telegram.user_sends(
+            token,
+            chat_id,
+            None,
+            photo=True,
+            caption="завтра 9:30 Внуково → Тверская 7, 2500₽",
+            from_user=user,
+        )
+        sticker = outside.telegram.user_sends(token, chat_id, None, sticker=True, from_user=user)
+        voice = outside.telegram.user_sends(token, chat_id, None, voice=True, from_user=user)
+        long_text = "завтра 13:00 Внуково → Химки, 2000₽, примечание: " + "очень длинный текст " * 300
+        long = send(outside, stack, chat_id, long_text[:4096])
+        assert (await finished(stack, photo["update_id"])).outcome == "event_created"
+        assert (await finished(stack, sticker["update_id"])).outcome == "unsupported_message"
+        assert (await finished(stack, voice["update_id"])).outcome == "unsupported_message"
+        assert (await finished(stack, long["update_id"])).outcome == "event_created"
+        assert len(await events_of(outside, calendar_id)) == 2
+        sent = replies(outside, stack, chat_id)
+        by_reply = {m["reply_to_message_id"]: m["text"] for m in sent}
+        assert "текст" in by_reply[sticker["message_id"]] and "текст" in by_reply[voice["message_id"]]
+        assert all(len(m["text"]) <= 4096 for m in sent)  # the emulator rejects longer ones, as Telegram does

@@ -227,3 +227,9 @@ def test_the_card_shows_what_the_order_overlaps() -> None:
     assert "⚠️ Пересекается: 15:00 Стоматолог" in card
     en = texts.order_card(ORDER.model_copy(update={"pickup_at": at}), MSK, "en", None, conflicts=[ours])
     assert "⚠️ overlaps 14:00 Шереметьево → Химки" in en
+
+
+def test_every_text_exists_in_both_languages() -> None:
+    assert set(texts.TEXTS["ru"]) == set(texts.TEXTS["en"])
+    for lang in ("ru", "en"):
+        assert all(value.strip() for value in texts.TEXTS[lang].values())

@@ -22,8 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
     from autodispatch import texts
-    from autodispatch.billing_texts import bt, format_until
     from autodispatch.db import SYSTEM_TENANT
+    from autodispatch.texts import bt, format_until
     from schemas.audit import AuditEntry
     from schemas.billing import (
         BillingAuditInput,

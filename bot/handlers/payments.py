@@ -20,8 +20,8 @@ from aiogram.filters import Command
 from aiogram.types import Message, PreCheckoutQuery, Update
 
 from autodispatch import texts
-from autodispatch.billing_texts import bt
 from autodispatch.db import SYSTEM_TENANT, system_tx
+from autodispatch.texts import bt
 from bot.billing import BillingEdge, Decision
 from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
