@@ -69,9 +69,11 @@ class BillingActivities:
             )  # fmt: skip
             current = new = target["status"]
             suspended = bool(sub and sub["suspended"])
-            blocked = False
+            blocked = awaiting = False
             if req.action == "activate":
-                if current == "pending" or (current == "disabled" and suspended):
+                if current == "pending" and req.chat_id is not None and await self._needs_approval(conn, req):
+                    awaiting = True  # the fleet approves new drivers itself; the payment is recorded
+                elif current == "pending" or (current == "disabled" and suspended):
                     new, suspended = "active", False
                 elif current == "disabled":
                     blocked = True  # an admin disabled it: paying does not override that
@@ -99,7 +101,10 @@ class BillingActivities:
                 req.tenant_id, req.chat_id, "expired" if req.action == "expire" else "active", req.paid_until,
                 suspended, req.payment_id, req.workflow_id, req.action == "warn",
             )  # fmt: skip
-            action = "payment_blocked_by_admin" if blocked else _AUDIT_ACTIONS[req.action]
+            action = (
+                "payment_blocked_by_admin" if blocked
+                else "payment_awaiting_approval" if awaiting else _AUDIT_ACTIONS[req.action]
+            )  # fmt: skip
             details = {"from": current, "to": new, "paid_until": req.paid_until.isoformat(), **req.details}
             if req.payment_id:
                 details["payment_id"] = req.payment_id
@@ -113,8 +118,18 @@ class BillingActivities:
                 )
                 notify = [r["chat_id"] for r in rows]
         return SubscriptionChangeResult(
-            status=new, blocked_by_admin=blocked, notify_chat_ids=notify, time_zone=target["time_zone"]
+            status=new, blocked_by_admin=blocked, awaiting_approval=awaiting, notify_chat_ids=notify,
+            time_zone=target["time_zone"],
+        )  # fmt: skip
+
+    @staticmethod
+    async def _needs_approval(conn: asyncpg.Connection, req: SubscriptionChange) -> bool:
+        """A pending driver of a fleet that approves new drivers itself (tenants.onboarding_activation =
+        'approval') is not activated by paying; a lapsed one (disabled by billing) is, as before."""
+        mode = await conn.fetchval(
+            "SELECT onboarding_activation FROM tenants WHERE tenant_id = $1", req.tenant_id
         )
+        return mode == "approval"
 
     @staticmethod
     async def _audit(

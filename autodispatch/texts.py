@@ -242,6 +242,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "onb_bot_account": "сервисного аккаунта бота (адрес подскажет администратор)",
         # -- ru: billing (#6 phase 3)
         "billing_paid": "✅ Оплата получена. Подписка Auto-Dispatcher активна до {until}.",
+        "billing_paid_awaiting_approval": (
+            "Оплата получена (подписка до {until}). Доступ включится, когда администратор парка "
+            "подтвердит вашу регистрацию."
+        ),
         "billing_paid_blocked": "Оплата получена (подписка до {until}), но ваш доступ отключён администратором. Обратитесь к администратору.",
         "billing_warning": "⏳ Подписка Auto-Dispatcher заканчивается {until}. Продлите её командой /subscribe, чтобы заказы и дальше попадали в календарь.",
         "billing_expired": "Подписка Auto-Dispatcher закончилась {until}: новые заказы не принимаются. Продлите её командой /subscribe.",
@@ -482,6 +486,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "onb_bot_account": "the bot's service account (your admin knows its address)",
         # -- en: billing (#6 phase 3)
         "billing_paid": "✅ Payment received. Your Auto-Dispatcher subscription is active until {until}.",
+        "billing_paid_awaiting_approval": (
+            "Payment received (subscription until {until}). Your access starts once your fleet's admin "
+            "approves your registration."
+        ),
         "billing_paid_blocked": "Payment received (subscription until {until}), but your access is disabled by your admin. Please contact your admin.",
         "billing_warning": "⏳ Your Auto-Dispatcher subscription ends {until}. Renew it with /subscribe to keep your orders going into your calendar.",
         "billing_expired": "Your Auto-Dispatcher subscription ended {until}: new orders are not accepted. Renew it with /subscribe.",

@@ -131,6 +131,8 @@ class SubscriptionChangeResult(BaseModel):
     missing: bool = False
     # Paid, but an admin disabled the driver: the payment is recorded, access stays off.
     blocked_by_admin: bool = False
+    # Paid, but the driver is pending and the fleet approves new drivers itself: access waits for it.
+    awaiting_approval: bool = False
     notify_chat_ids: list[int] = Field(default_factory=list)
     time_zone: str = "Europe/Moscow"
 

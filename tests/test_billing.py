@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 import stripe
@@ -150,7 +151,9 @@ class Rig:
                 self.url, content=body, headers={SIGNATURE_HEADER: header, "Content-Type": "application/json"}
             )
 
-    async def driver(self, status: str = "pending", tenant: str | None = None) -> tuple[str, int]:
+    async def driver(
+        self, status: str = "pending", tenant: str | None = None, activation: str = "payment"
+    ) -> tuple[str, int]:
         tenant = tenant or f"t-{uuid.uuid4().hex[:8]}"
         chat = unique_chat_id()
         await admin.add_driver(
@@ -161,6 +164,7 @@ class Rig:
             name="Ivan",
             status=status,
         )
+        await set_activation(self.postgres.pool, tenant, activation)
         self.outside.telegram.add_chat(self.token, chat, first_name="Ivan", language_code="ru")
         return tenant, chat
 
@@ -310,6 +314,22 @@ async def workflow_exists(client: Client, workflow_id: str) -> bool:
     return True
 
 
+async def test_in_a_fleet_that_approves_new_drivers_a_payment_waits_for_the_admin(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with rig(tmp_path, postgres, temporal_dev, outside) as r:
+        tenant, chat = await r.driver("pending", activation="approval")
+        resp = await r.post(checkout(tenant, chat))
+        assert resp.status_code == 200, resp.text
+        (paid,) = await eventually(lambda: _async(r.messages(chat)))
+        assert "Оплата получена" in paid["text"] and "подтвердит" in paid["text"]
+        assert await r.status(chat) == "pending"  # paid, but the fleet decides who drives for it
+        rows = await admin.read_audit(postgres.pool, tenant=tenant)
+        assert "payment_awaiting_approval" in [row["action"] for row in rows]
+        await admin.set_driver_status(postgres.pool, chat_id=chat, status="active")  # the admin approves
+        assert await r.status(chat) == "active"
+
+
 async def test_paid_checkout_activates_and_a_replay_changes_nothing(
     tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
 ) -> None:
@@ -427,6 +447,7 @@ async def test_unknown_customers_and_unused_events_are_ignored_and_nothing_is_lo
             name="N",
             status="pending",
         )
+        await set_activation(postgres.pool, stranger_tenant, "payment")
         outside.telegram.add_chat(r.token, stranger_chat)
         resp = await r.post(unknown)
         assert resp.status_code == 200 and resp.json()["workflow_id"] == subscription_workflow_id(
@@ -645,6 +666,14 @@ async def pay(env: WorkflowEnvironment, task_queue: str, tenant: str, chat: int,
     )
 
 
+async def set_activation(pool: asyncpg.Pool, tenant: str, activation: str) -> None:
+    """ "payment": a self-serve fleet, a payment activates a pending driver; "approval": the admin does."""
+    async with system_tx(pool) as conn:
+        await conn.execute(
+            "UPDATE tenants SET onboarding_activation = $2 WHERE tenant_id = $1", tenant, activation
+        )
+
+
 async def test_warns_three_days_before_and_deactivates_at_the_end(
     time_skipping_env: WorkflowEnvironment, postgres: Postgres, outside: Outside
 ) -> None:
@@ -654,6 +683,7 @@ async def test_warns_three_days_before_and_deactivates_at_the_end(
     await admin.add_driver(
         postgres.pool, tenant=tenant, chat_id=chat, calendar_id="c@x", name="I", status="pending"
     )
+    await set_activation(postgres.pool, tenant, "payment")
     outside.telegram.add_chat(bot.token, chat)
 
     def texts() -> list[str]:
@@ -710,6 +740,7 @@ async def test_renewal_extends_the_period_and_a_disabled_driver_stays_disabled(
     await admin.add_driver(
         postgres.pool, tenant=tenant, chat_id=chat, calendar_id="c@x", name="I", status="pending"
     )
+    await set_activation(postgres.pool, tenant, "payment")
     blocked_chat = unique_chat_id()
     await admin.add_driver(postgres.pool, tenant=tenant, chat_id=blocked_chat, calendar_id="d@x", name="B")
     await admin.set_driver_status(postgres.pool, chat_id=blocked_chat, status="disabled")

@@ -512,12 +512,14 @@ async def test_signed_payment_activates_a_pending_driver_through_the_running_sta
 ) -> None:
     import stripe
 
-    from tests.test_billing import checkout
+    from tests.test_billing import checkout, set_activation
 
     secret = "whsec_" + uuid.uuid4().hex
     settings = stack_settings(tmp_path, postgres, temporal_dev, outside, billing_webhook_secret=secret)
     async with running(settings) as stack:
         chat_id, _, tenant = await new_driver(stack, outside, status="pending")
+        assert stack.pool is not None
+        await set_activation(stack.pool, tenant, "payment")  # a self-serve fleet: paying activates
         url = f"http://127.0.0.1:{settings.http_port}/billing/webhook"
         body = json.dumps(checkout(tenant, chat_id))
         async with httpx.AsyncClient() as http:

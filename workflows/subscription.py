@@ -181,11 +181,13 @@ class SubscriptionWorkflow:
         if result.missing:
             s.status = "expired"  # the driver left the whitelist: nothing to keep open
             return
-        if same_period and not result.blocked_by_admin:
+        if same_period and not (result.blocked_by_admin or result.awaiting_approval):
             return
-        await self._notify(
-            result, f"paid-{p.payment_id}", "paid_blocked" if result.blocked_by_admin else "paid", until
-        )
+        key = (
+            "paid_blocked" if result.blocked_by_admin
+            else "paid_awaiting_approval" if result.awaiting_approval else "paid"
+        )  # fmt: skip
+        await self._notify(result, f"paid-{p.payment_id}", key, until)
 
     async def _warn(self, end: datetime) -> None:
         result = await self._change("warn", f"warn:{end.isoformat()}", end)
