@@ -17,11 +17,14 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureE
 
 with workflow.unsafe.imports_passed_through():
     from activities.oauth import OAuthActivities
+    from activities.orders import OrderStarter
     from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
     from autodispatch import texts
     from schemas.audit import AuditEntry
     from schemas.calendar import CalendarEvent
+    from schemas.driver import DriverLookup, LookupDriverInput
+    from schemas.lifecycle import OrderLifecycleInput, StartOrderWorkflowInput
     from schemas.oauth import (
         CalendarConnected,
         ClaimPausedInput,
@@ -88,7 +91,7 @@ class CalendarConnectedWorkflow:
         reply_to: int | None = None,
         buttons: list[list[dict[str, str]]] | None = None,
         task_queue: str | None = None,
-    ) -> None:
+    ) -> int | None:
         try:
             sent = await workflow.execute_activity_method(
                 TelegramActivities.send_reply,
@@ -110,8 +113,9 @@ class CalendarConnectedWorkflow:
         except FailureError as err:
             kind, message = _error_type(err)
             self._record(req, f"{step}:failed", "reply_failed", outcome="error", error=kind, message=message)
-            return
+            return None
         self._record(req, step, "reply_sent", message_id=sent.message_id, already_sent=sent.already_sent)
+        return sent.message_id
 
     async def _release(self, req: CalendarConnected, order_id: str, done: bool) -> None:
         await workflow.execute_local_activity_method(
@@ -154,6 +158,41 @@ class CalendarConnectedWorkflow:
         )  # fmt: skip
         await self._flush()
         return result
+
+    async def _start_order_workflow(
+        self, req: CalendarConnected, paused: PausedOrder, event: CalendarEvent, card_id: int | None
+    ) -> str | None:
+        lookup: DriverLookup = await workflow.execute_local_activity_method(
+            StoreActivities.lookup_driver,
+            LookupDriverInput(chat_id=req.chat_id),
+            start_to_close_timeout=policies.DB_TIMEOUT,
+            retry_policy=policies.DB_RETRY,
+        )
+        if lookup.driver is None:
+            return None  # left the whitelist meanwhile: the event is written, nothing to watch
+        cal = paused.calendar
+        return await workflow.execute_local_activity_method(
+            OrderStarter.start_order_workflow,
+            StartOrderWorkflowInput(
+                order=OrderLifecycleInput(
+                    driver=lookup.driver,
+                    order_id=paused.order_id,
+                    order=cal.order,
+                    event_id=event.event_id,
+                    original_text=cal.original_text,
+                    source_message_id=paused.reply_to_message_id,
+                    card_message_id=card_id,
+                    html_link=event.html_link,
+                    conflicts=event.conflicts,
+                    language=cal.language,
+                    reply_task_queue=paused.reply_task_queue,
+                    touched_at=workflow.now(),
+                ),
+                task_queue=req.calendar_task_queue or workflow.info().task_queue,
+            ),  # fmt: skip
+            start_to_close_timeout=policies.START_WORKFLOW_TIMEOUT,
+            retry_policy=policies.START_WORKFLOW_RETRY,
+        )
 
     async def _resume(self, req: CalendarConnected, paused: PausedOrder) -> str:
         """Write one paused order with the new grant: "resumed", "failed" (told and kept) or "revoked"."""
@@ -198,13 +237,25 @@ class CalendarConnectedWorkflow:
             req, f"{step}:calendar", "event_created" if event.created else "event_existed",
             order_id=paused.order_id, event_id=event.event_id, calendar_id=cal.calendar_id, resumed=True,
         )  # fmt: skip
-        await self._say(
-            req, f"{step}:reply",
-            texts.confirmation(cal.order, cal.time_zone, lang, event.html_link),
-            reply_to=paused.reply_to_message_id,
-            buttons=[[{"text": texts.t(lang, "cancel_button"), "callback_data": f"cancel:{paused.order_id}"}]],
+        if workflow.patched("resumed-order-lifecycle"):
+            # The same card and order workflow (buttons, changes, reminder) as an order written at once.
+            card = texts.order_card(
+                cal.order, cal.time_zone, lang, event.html_link, conflicts=event.conflicts
+            )
+            buttons = texts.card_buttons(paused.order_id, lang, "in_calendar")
+        else:
+            card = texts.confirmation(cal.order, cal.time_zone, lang, event.html_link)
+            buttons = [
+                [{"text": texts.t(lang, "cancel_button"), "callback_data": f"cancel:{paused.order_id}"}]
+            ]
+        card_id = await self._say(
+            req, f"{step}:reply", card, reply_to=paused.reply_to_message_id, buttons=buttons,
             task_queue=paused.reply_task_queue,
         )  # fmt: skip
+        if workflow.patched("resumed-order-lifecycle"):
+            record.card_message_id = card_id
+            record.source_message_id = paused.reply_to_message_id
+            record.order_workflow_id = await self._start_order_workflow(req, paused, event, card_id)
         await self._flush(record)
         await self._release(req, paused.order_id, done=True)
         return "resumed"
