@@ -8,13 +8,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agenda import AgendaActivities
     from activities.schedules import ScheduleActivities
     from activities.store import StoreActivities
-    from activities.telegram import TelegramActivities
     from autodispatch import texts
     from schemas.agenda import (
         AGENDA_RANGES,
@@ -30,9 +29,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.audit import AuditEntry
     from schemas.driver import DriverLookup, LookupDriverInput
-    from schemas.store import FinishStepInput
     from schemas.telegram import SendReplyInput
-    from workflows import policies
+    from workflows import policies, steps
 
 # A driver asking for /today waits for the answer: a calendar that does not answer within minutes gets
 # "try later", not a reply hours afterwards. The morning agenda may wait longer, but not past the morning.
@@ -77,12 +75,7 @@ class AgendaWorkflow:
 
     async def _finish(self, req: AgendaInput, result: AgendaResult) -> AgendaResult:
         self._record(req, "outcome", f"agenda_{result.outcome}", kind=req.kind, items=result.items)
-        await workflow.execute_local_activity_method(
-            StoreActivities.finish_step,
-            FinishStepInput(audit=self._audit),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        await steps.write_audit(self._audit)
         return result
 
     @workflow.run
@@ -125,7 +118,7 @@ class AgendaWorkflow:
                 priority=Priority(fairness_key=driver.tenant_id),
             )
         except ActivityError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record(
                 req, "calendar", "agenda_calendar_failed", outcome="error", error=kind, message=message
             )
@@ -142,8 +135,7 @@ class AgendaWorkflow:
 
     async def _send(self, req: AgendaInput, text: str) -> int | None:
         try:
-            sent = await workflow.execute_activity_method(
-                TelegramActivities.send_reply,
+            sent = await steps.send_reply(
                 SendReplyInput(
                     tenant_id=req.tenant_id,
                     workflow_id=workflow.info().workflow_id,
@@ -153,27 +145,14 @@ class AgendaWorkflow:
                     reply_to_message_id=req.reply_to_message_id,
                 ),  # fmt: skip
                 # The bot's outbound queue, rate-limited by the server (Telegram's 30 messages/s).
-                task_queue=req.reply_task_queue,
-                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
-                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
-                retry_policy=policies.TELEGRAM_RETRY,
-                priority=Priority(fairness_key=req.tenant_id),
+                req.reply_task_queue,
             )
         except FailureError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record(req, "agenda:failed", "reply_failed", outcome="error", error=kind, message=message)
             return None
         self._record(req, "agenda", "reply_sent", message_id=sent.message_id, already_sent=sent.already_sent)
         return sent.message_id
-
-
-def _error_type(err: BaseException | None) -> tuple[str, str]:
-    message = str(err) if err else ""
-    while err is not None:
-        if isinstance(err, ApplicationError):
-            return err.type or "", err.message
-        err = err.cause if isinstance(err, FailureError) else None
-    return "", message
 
 
 @workflow.defn(name="AgendaSyncWorkflow")

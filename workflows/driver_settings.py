@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         parse_value,
     )
     from schemas.telegram import AnswerCallbackInput, EditCardInput, SendReplyInput, TelegramUpdateReceived
-    from workflows import policies
+    from workflows import policies, steps
     from workflows.agenda import AgendaWorkflow, sync_schedule
 
 # Marks MainWorkflow's new branches (agenda commands, /settings, settings buttons) in histories.
@@ -125,8 +125,7 @@ class SettingsWorkflow:
 
     async def _send(self, req: SettingsInput, text: str, buttons: Buttons | None) -> int | None:
         try:
-            sent = await workflow.execute_activity_method(
-                TelegramActivities.send_reply,
+            sent = await steps.send_reply(
                 SendReplyInput(
                     tenant_id=req.tenant_id,
                     workflow_id=workflow.info().workflow_id,
@@ -136,11 +135,7 @@ class SettingsWorkflow:
                     reply_to_message_id=req.message_id,
                     buttons=buttons,
                 ),  # fmt: skip
-                task_queue=req.reply_task_queue,
-                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
-                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
-                retry_policy=policies.TELEGRAM_RETRY,
-                priority=Priority(fairness_key=req.tenant_id),
+                req.reply_task_queue,
             )
         except FailureError as err:
             workflow.logger.warning("settings card not sent to %s: %s", req.chat_id, err)

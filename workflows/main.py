@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.store import (
         AuthorizeOrderInput,
         FindOrderInput,
-        FinishStepInput,
         FoundOrders,
         OrderRecord,
         OrderRef,
@@ -54,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SendReplyInput,
         TelegramUpdateReceived,
     )
-    from workflows import policies
+    from workflows import policies, steps
     from workflows.calendar2auto import Calendar2AutoWorkflow
     from workflows.driver_settings import (
         AGENDA_SETTINGS_PATCH,
@@ -65,17 +64,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import ORDER_ID, TENANT_ID, calendar_workflow_id, order_id_for
     from workflows.onboarding import route_to_onboarding
     from workflows.order import CHANGEABLE_FIELDS, OrderWorkflow, conflict_window
-
-
-def _error_type(err: BaseException | None) -> tuple[str, str]:
-    """The first ApplicationError's type and message under child → activity wrappers. (Its own causes,
-    e.g. the HttpError it was raised from, are details, not the classification.)"""
-    message = str(err) if err else ""
-    while err is not None:
-        if isinstance(err, ApplicationError):
-            return err.type or "", err.message
-        err = err.cause if isinstance(err, FailureError) else None
-    return "", message
 
 
 @workflow.defn(name="MainWorkflow")
@@ -115,12 +103,7 @@ class MainWorkflow:
     async def _flush(self, order: OrderRecord | None = None) -> None:
         rows = self._audit[self._flushed :]
         self._flushed = len(self._audit)
-        await workflow.execute_local_activity_method(
-            StoreActivities.finish_step,
-            FinishStepInput(audit=rows, order=order),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        await steps.write_audit(rows, order)
 
     async def _reply(
         self,
@@ -130,8 +113,7 @@ class MainWorkflow:
         buttons: list[list[dict[str, str]]] | None = None,
     ) -> int | None:
         try:
-            sent = await workflow.execute_activity_method(
-                TelegramActivities.send_reply,
+            sent = await steps.send_reply(
                 SendReplyInput(
                     tenant_id=self._tenant_id,
                     workflow_id=workflow.info().workflow_id,
@@ -142,14 +124,10 @@ class MainWorkflow:
                     buttons=buttons,
                 ),
                 # The bot's outbound queue, rate-limited by the server (Telegram's 30 messages/s).
-                task_queue=update.reply_task_queue,
-                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
-                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
-                retry_policy=policies.TELEGRAM_RETRY,
-                priority=Priority(fairness_key=self._tenant_id),
+                update.reply_task_queue,
             )
         except FailureError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record(
                 f"{step}:failed", "reply_failed", update, outcome="error", error=kind, message=message
             )
@@ -386,7 +364,7 @@ class MainWorkflow:
                 retry_policy=policies.LLM_RETRY,
             )
         except (ActivityError, ApplicationError) as err:  # a local activity's failure may come bare
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record("llm", "llm_failed", update, outcome="error", error=kind, message=message)
             return parsed
         if guess is None:
@@ -419,7 +397,11 @@ class MainWorkflow:
             )
         except FailureError as err:
             self._record(
-                "answer:failed", "callback_answer_failed", update, outcome="error", error=_error_type(err)[0]
+                "answer:failed",
+                "callback_answer_failed",
+                update,
+                outcome="error",
+                error=steps.error_type(err)[0],
             )
 
     async def _on_button(self, update: TelegramUpdateReceived, driver: Driver, lang: str) -> MainResult:
@@ -453,7 +435,7 @@ class MainWorkflow:
                 retry_policy=policies.DB_RETRY,
             )
         except (ActivityError, ApplicationError) as err:  # a local activity's failure may come bare
-            if _error_type(err)[0] != "OrderForbidden":
+            if steps.error_type(err)[0] != "OrderForbidden":
                 raise
             await self._answer_button(update, texts.t(lang, "not_your_order"), alert=True)
             self._record(
@@ -496,7 +478,7 @@ class MainWorkflow:
                     priority=Priority(fairness_key=driver.tenant_id),
                 )
             except ActivityError as err:
-                kind, message = _error_type(err)
+                kind, message = steps.error_type(err)
                 reason = texts.t(lang, "calendar_failed", reason=kind or "error")
                 await self._answer_button(update, reason, alert=True)
                 self._record(
@@ -720,22 +702,23 @@ class MainWorkflow:
             source_message_id=update.message_id if lifecycle else None, order_index=index,
         )  # fmt: skip
         settings = driver.settings
+        calendar_write = Calendar2AutoInput(
+            calendar_id=driver.calendar_id,
+            time_zone=driver.time_zone,
+            tenant_id=driver.tenant_id,
+            chat_id=driver.chat_id,
+            order_id=order_id,
+            order=parsed,
+            original_text=text,
+            driver_name=driver.driver_name,
+            language=lang,
+            duration_minutes=settings.event_duration_minutes if lifecycle else None,
+            conflict_window=conflict_window(settings) if lifecycle else None,
+        )
         try:
             event: CalendarEvent = await workflow.execute_child_workflow(
                 Calendar2AutoWorkflow.run,
-                Calendar2AutoInput(
-                    calendar_id=driver.calendar_id,
-                    time_zone=driver.time_zone,
-                    tenant_id=driver.tenant_id,
-                    chat_id=driver.chat_id,
-                    order_id=order_id,
-                    order=parsed,
-                    original_text=text,
-                    driver_name=driver.driver_name,
-                    language=lang,
-                    duration_minutes=settings.event_duration_minutes if lifecycle else None,
-                    conflict_window=conflict_window(settings) if lifecycle else None,
-                ),  # fmt: skip
+                calendar_write,
                 id=calendar_workflow_id(order_id),
                 task_queue=driver.task_queue or workflow.info().task_queue,
                 search_attributes=workflow.info().typed_search_attributes,
@@ -743,7 +726,7 @@ class MainWorkflow:
                 execution_timeout=policies.CALENDAR_GIVE_UP + timedelta(hours=1),
             )
         except ChildWorkflowError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             # The driver's own Google grant was revoked or expired (#6 phase 4): the whole calendar write
             # is kept and done when they /connect again (CalendarConnectedWorkflow); nothing is lost.
             if kind == "CalendarGrantRevoked" and workflow.patched("oauth-pause-on-revoked-grant"):
@@ -754,20 +737,7 @@ class MainWorkflow:
                         chat_id=driver.chat_id,
                         order_id=order_id,
                         workflow_id=workflow.info().workflow_id,
-                        # The same write the child was asked for (see the call above).
-                        calendar=Calendar2AutoInput(
-                            calendar_id=driver.calendar_id,
-                            time_zone=driver.time_zone,
-                            tenant_id=driver.tenant_id,
-                            chat_id=driver.chat_id,
-                            order_id=order_id,
-                            order=parsed,
-                            original_text=text,
-                            driver_name=driver.driver_name,
-                            language=lang,
-                            duration_minutes=settings.event_duration_minutes if lifecycle else None,
-                            conflict_window=conflict_window(settings) if lifecycle else None,
-                        ),
+                        calendar=calendar_write,  # the same write, done after /connect
                         reply_to_message_id=update.message_id,
                         reply_task_queue=update.reply_task_queue,
                     ),

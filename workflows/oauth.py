@@ -13,13 +13,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, FailureError
+from temporalio.exceptions import ChildWorkflowError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.oauth import OAuthActivities
     from activities.orders import OrderStarter
     from activities.store import StoreActivities
-    from activities.telegram import TelegramActivities
     from autodispatch import texts
     from schemas.audit import AuditEntry
     from schemas.calendar import CalendarEvent
@@ -33,21 +32,11 @@ with workflow.unsafe.imports_passed_through():
         PausedOrders,
         ReleasePausedInput,
     )
-    from schemas.store import FinishStepInput, OrderRecord
+    from schemas.store import OrderRecord
     from schemas.telegram import SendReplyInput
-    from workflows import policies
+    from workflows import policies, steps
     from workflows.calendar2auto import Calendar2AutoWorkflow
     from workflows.ids import calendar_workflow_id
-
-
-def _error_type(err: BaseException | None) -> tuple[str, str]:
-    """The first ApplicationError's type and message under child → activity wrappers (as in MainWorkflow)."""
-    message = str(err) if err else ""
-    while err is not None:
-        if isinstance(err, ApplicationError):
-            return err.type or "", err.message
-        err = err.cause if isinstance(err, FailureError) else None
-    return "", message
 
 
 def connected_workflow_id(tenant_id: str, chat_id: int, nonce: str) -> str:
@@ -76,12 +65,7 @@ class CalendarConnectedWorkflow:
 
     async def _flush(self, order: OrderRecord | None = None) -> None:
         rows, self._audit = self._audit, []
-        await workflow.execute_local_activity_method(
-            StoreActivities.finish_step,
-            FinishStepInput(audit=rows, order=order),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        await steps.write_audit(rows, order)
 
     async def _say(
         self,
@@ -93,8 +77,7 @@ class CalendarConnectedWorkflow:
         task_queue: str | None = None,
     ) -> int | None:
         try:
-            sent = await workflow.execute_activity_method(
-                TelegramActivities.send_reply,
+            sent = await steps.send_reply(
                 SendReplyInput(
                     tenant_id=req.tenant_id,
                     workflow_id=workflow.info().workflow_id,
@@ -104,14 +87,10 @@ class CalendarConnectedWorkflow:
                     reply_to_message_id=reply_to,
                     buttons=buttons,
                 ),  # fmt: skip
-                task_queue=task_queue or req.reply_task_queue,
-                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
-                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
-                retry_policy=policies.TELEGRAM_RETRY,
-                priority=Priority(fairness_key=req.tenant_id),
+                task_queue or req.reply_task_queue,
             )
         except FailureError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record(req, f"{step}:failed", "reply_failed", outcome="error", error=kind, message=message)
             return None
         self._record(req, step, "reply_sent", message_id=sent.message_id, already_sent=sent.already_sent)
@@ -215,7 +194,7 @@ class CalendarConnectedWorkflow:
                 execution_timeout=policies.CALENDAR_GIVE_UP + timedelta(hours=1),
             )
         except ChildWorkflowError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record(req, f"{step}:calendar", "calendar_failed", outcome="error", order_id=paused.order_id,
                          error=kind, message=message)  # fmt: skip
             if kind == "CalendarGrantRevoked":

@@ -23,12 +23,11 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.onboarding import OnboardingActivities, OnboardingRouter
     from activities.store import StoreActivities
-    from activities.telegram import TelegramActivities
     from activities.verification import CalendarAccess
     from autodispatch import texts
     from autodispatch.db import SYSTEM_TENANT
@@ -46,9 +45,8 @@ with workflow.unsafe.imports_passed_through():
         RouteResult,
         TenantResolution,
     )
-    from schemas.store import FinishStepInput
     from schemas.telegram import SendReplyInput, TelegramUpdateReceived
-    from workflows import policies
+    from workflows import policies, steps
     from workflows.ids import TENANT_ID
 
 NUDGE_AFTER = timedelta(hours=24)
@@ -67,15 +65,6 @@ ROUTE_RETRY = RetryPolicy(
 MAX_SEEN_UPDATES = 50
 
 RouteOutcome = Literal["onboarding_started", "onboarding_continued"]
-
-
-def _error_type(err: BaseException | None) -> tuple[str, str]:
-    message = str(err) if err else ""
-    while err is not None:
-        if isinstance(err, ApplicationError):
-            return err.type or "", err.message
-        err = err.cause if isinstance(err, FailureError) else None
-    return "", message
 
 
 def is_start(update: TelegramUpdateReceived) -> bool:
@@ -290,7 +279,7 @@ class OnboardingWorkflow:
                 priority=Priority(fairness_key=s.tenant.tenant_id),
             )
         except ActivityError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record(
                 f"m{n}:calendar", "calendar_check_failed", outcome="error", calendar_id=calendar_id,
                 status="error", error=kind, message=message,
@@ -406,12 +395,7 @@ class OnboardingWorkflow:
         if not rows:
             return
         self._flushed = len(self._audit)
-        await workflow.execute_local_activity_method(
-            StoreActivities.finish_step,
-            FinishStepInput(audit=rows),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        await steps.write_audit(rows)
 
     async def _say(self, n: int, update: TelegramUpdateReceived, text: str) -> None:
         """The one reply to message n."""
@@ -420,8 +404,7 @@ class OnboardingWorkflow:
     async def _reply(self, step: str, text: str, reply_to: int | None = None) -> None:
         s = self._s
         try:
-            sent = await workflow.execute_activity_method(
-                TelegramActivities.send_reply,
+            sent = await steps.send_reply(
                 SendReplyInput(
                     tenant_id=self._tenant_id,
                     workflow_id=workflow.info().workflow_id,
@@ -431,14 +414,10 @@ class OnboardingWorkflow:
                     reply_to_message_id=reply_to,
                 ),  # fmt: skip
                 # The bot's outbound queue, rate-limited by the server (Telegram's 30 messages/s).
-                task_queue=s.reply_task_queue,
-                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
-                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
-                retry_policy=policies.TELEGRAM_RETRY,
-                priority=Priority(fairness_key=self._tenant_id),
+                s.reply_task_queue,
             )
         except ActivityError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             self._record(f"{step}:failed", "reply_failed", outcome="error", error=kind, message=message)
             return
         self._record(step, "reply_sent", message_id=sent.message_id, already_sent=sent.already_sent)

@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.calendar import CalendarActivities
@@ -26,9 +26,9 @@ with workflow.unsafe.imports_passed_through():
     from schemas.driver import DriverSettings
     from schemas.lifecycle import OrderAction, OrderLifecycleInput, OrderState, order_workflow_id
     from schemas.order import ParsedOrder
-    from schemas.store import FinishStepInput, OrderRecord, ParseOrderInput, QuestionInput
+    from schemas.store import OrderRecord, ParseOrderInput, QuestionInput
     from schemas.telegram import AnswerCallbackInput, DriverAnswer, EditCardInput, SendReplyInput
-    from workflows import policies
+    from workflows import policies, steps
 
 # Fields a change may set; the rest (is_order, ambiguous, ...) belong to the parse.
 CHANGEABLE_FIELDS = (
@@ -197,7 +197,7 @@ class OrderWorkflow:
                 priority=Priority(fairness_key=s.driver.tenant_id),
             )
         except ActivityError as err:
-            kind = _error_type(err)
+            kind = steps.error_type(err)[0]
             await self._answer(
                 item, texts.t(s.language, "calendar_failed", reason=kind or "error"), alert=True
             )
@@ -324,7 +324,7 @@ class OrderWorkflow:
                 priority=Priority(fairness_key=s.driver.tenant_id),
             )
         except ActivityError as err:
-            kind = _error_type(err)
+            kind = steps.error_type(err)[0]
             reason = texts.t(s.language, "calendar_failed", reason=kind or "error")
             await self._send(item.message_id or s.card_message_id, "change-failed", reason)
             self._record("change", "change_failed", item, outcome="error", error=kind, fields=fields)
@@ -365,40 +365,30 @@ class OrderWorkflow:
     # -- outside world -----------------------------------------------------------------
     async def _save(self) -> None:
         s = self._state
-        await workflow.execute_local_activity_method(
-            StoreActivities.finish_step,
-            FinishStepInput(
-                audit=self._take_audit(),
-                order=OrderRecord(
-                    tenant_id=s.driver.tenant_id,
-                    order_id=s.order_id,
-                    chat_id=s.driver.chat_id,
-                    workflow_id=workflow.info().workflow_id,
-                    status=s.status,
-                    order=s.order,
-                    calendar_id=s.driver.calendar_id,
-                    event_id=s.event_id,
-                    html_link=s.html_link,
-                    original_text=s.original_text,
-                    source_message_id=s.source_message_id,
-                    order_index=s.order_index,
-                    card_message_id=s.card_message_id,
-                    order_workflow_id=order_workflow_id(s.order_id),
-                ),
-            ),  # fmt: skip
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
+        await steps.write_audit(
+            self._take_audit(),
+            OrderRecord(
+                tenant_id=s.driver.tenant_id,
+                order_id=s.order_id,
+                chat_id=s.driver.chat_id,
+                workflow_id=workflow.info().workflow_id,
+                status=s.status,
+                order=s.order,
+                calendar_id=s.driver.calendar_id,
+                event_id=s.event_id,
+                html_link=s.html_link,
+                original_text=s.original_text,
+                source_message_id=s.source_message_id,
+                order_index=s.order_index,
+                card_message_id=s.card_message_id,
+                order_workflow_id=order_workflow_id(s.order_id),
+            ),
         )
 
     async def _flush(self) -> None:
         rows = self._take_audit()
         if rows:
-            await workflow.execute_local_activity_method(
-                StoreActivities.finish_step,
-                FinishStepInput(audit=rows),
-                start_to_close_timeout=policies.DB_TIMEOUT,
-                retry_policy=policies.DB_RETRY,
-            )
+            await steps.write_audit(rows)
 
     def _take_audit(self) -> list[AuditEntry]:
         rows = self._audit[self._flushed :]
@@ -444,14 +434,13 @@ class OrderWorkflow:
             )
         except ActivityError as err:
             self._audit.append(self._entry(f"{s.steps}:card:failed", "card_edit_failed", outcome="error",
-                                           error=_error_type(err)))  # fmt: skip
+                                           error=steps.error_type(err)[0]))  # fmt: skip
 
     async def _send(self, reply_to: int | None, step: str, text: str, numbered: bool = True) -> None:
         s = self._state
         step = f"{s.steps}:{step}" if numbered else step
         try:
-            await workflow.execute_activity_method(
-                TelegramActivities.send_reply,
+            await steps.send_reply(
                 SendReplyInput(
                     tenant_id=s.driver.tenant_id,
                     workflow_id=workflow.info().workflow_id,
@@ -460,15 +449,11 @@ class OrderWorkflow:
                     text=text,
                     reply_to_message_id=reply_to,
                 ),  # fmt: skip
-                task_queue=s.reply_task_queue or workflow.info().task_queue,
-                start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
-                schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
-                retry_policy=policies.TELEGRAM_RETRY,
-                priority=Priority(fairness_key=s.driver.tenant_id),
+                s.reply_task_queue or workflow.info().task_queue,
             )
         except ActivityError as err:
             self._audit.append(
-                self._entry(f"{step}:failed", "reply_failed", outcome="error", error=_error_type(err))
+                self._entry(f"{step}:failed", "reply_failed", outcome="error", error=steps.error_type(err)[0])
             )
 
     async def _answer(self, item: OrderAction, text: str, alert: bool = False) -> None:
@@ -487,7 +472,7 @@ class OrderWorkflow:
         except ActivityError as err:
             self._audit.append(
                 self._entry(f"{s.steps}:answer:failed", "callback_answer_failed", outcome="error",
-                            error=_error_type(err))
+                            error=steps.error_type(err)[0])
             )  # fmt: skip
 
     # -- audit -------------------------------------------------------------------------
@@ -505,11 +490,3 @@ class OrderWorkflow:
 
 def _plain(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _error_type(err: BaseException | None) -> str:
-    while err is not None:
-        if isinstance(err, ApplicationError):
-            return err.type or ""
-        err = err.cause if isinstance(err, FailureError) else None
-    return ""

@@ -14,13 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import Priority
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
     from activities.store import StoreActivities
-    from activities.telegram import TelegramActivities
     from autodispatch import texts
     from autodispatch.db import SYSTEM_TENANT
     from autodispatch.texts import bt, format_until
@@ -37,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.driver import DriverLookup, LookupDriverInput
     from schemas.telegram import SendReplyInput, TelegramUpdateReceived
-    from workflows import policies
+    from workflows import policies, steps
 
 WARN_BEFORE = timedelta(days=3)
 # Payment ids remembered across continue-as-new: enough to recognise any redelivery.
@@ -46,16 +44,6 @@ MAX_SEEN_PAYMENTS = 50
 # order, a day or two apart in length): a payment that ends within this slack of the paid period is
 # the same period, recorded without a second "payment received" message.
 SAME_PERIOD_SLACK = timedelta(days=3)
-
-
-def _error_type(err: BaseException | None) -> tuple[str, str]:
-    """The first ApplicationError's type and message under the activity wrapper."""
-    message = str(err) if err else ""
-    while err is not None:
-        if isinstance(err, ApplicationError):
-            return err.type or "", err.message
-        err = err.cause if isinstance(err, FailureError) else None
-    return "", message
 
 
 async def _audit(entries: list[AuditEntry]) -> None:
@@ -70,8 +58,7 @@ async def _audit(entries: list[AuditEntry]) -> None:
 async def _send(tenant_id: str, chat_id: int, step: str, text: str, task_queue: str | None) -> str | None:
     """A reply through the outbox; returns the error type if it could not be sent (never raises)."""
     try:
-        await workflow.execute_activity_method(
-            TelegramActivities.send_reply,
+        await steps.send_reply(
             SendReplyInput(
                 tenant_id=tenant_id,
                 workflow_id=workflow.info().workflow_id,
@@ -79,14 +66,10 @@ async def _send(tenant_id: str, chat_id: int, step: str, text: str, task_queue: 
                 chat_id=chat_id,
                 text=text,
             ),
-            task_queue=task_queue,
-            start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
-            schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
-            retry_policy=policies.TELEGRAM_RETRY,
-            priority=Priority(fairness_key=tenant_id),
+            task_queue,
         )
     except ActivityError as err:
-        return _error_type(err)[0] or "error"
+        return steps.error_type(err)[0] or "error"
     return None
 
 
@@ -287,7 +270,7 @@ class InvoiceWorkflow:
                 retry_policy=policies.TELEGRAM_RETRY,
             )
         except ActivityError as err:
-            kind, message = _error_type(err)
+            kind, message = steps.error_type(err)
             key = "payments_unavailable" if kind == "PaymentsNotConfigured" else "invoice_failed"
             error = await _send(
                 tenant_id,
