@@ -7,12 +7,9 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import google.auth.exceptions
-from googleapiclient.errors import HttpError
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.calendar import CalendarService, classify_http_error
+from activities.calendar import CalendarService, google_errors
 from autodispatch.texts import CURRENCY_SIGNS
 from schemas.agenda import AgendaItem, ListEventsInput
 
@@ -96,10 +93,10 @@ class AgendaActivities:
         if req.only_ours:
             query["privateExtendedProperty"] = "autodispatch=1"
         items: list[AgendaItem] = []
-        try:
+        with google_errors(req.calendar_id):
             page_token: str | None = None
             while len(items) < req.max_items:
-                page = self.calendar.execute(events.list(**query, pageToken=page_token))
+                page = self.calendar.execute(events.list(**query, pageToken=page_token), req)
                 for event in page.get("items", []):
                     item = agenda_item(event, req.time_zone)
                     if item is not None:
@@ -107,10 +104,4 @@ class AgendaActivities:
                 page_token = page.get("nextPageToken")
                 if not page_token:
                     break
-        except HttpError as exc:
-            raise classify_http_error(exc, req.calendar_id) from exc
-        except google.auth.exceptions.RefreshError as exc:
-            raise ApplicationError(
-                f"Google refused our credentials: {exc}", type="CalendarAuthFailed", non_retryable=True
-            ) from exc
         return items[: req.max_items]

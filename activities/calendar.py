@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,19 @@ def grant_revoked(grant: UserGrant, why: str) -> ApplicationError:
     )  # fmt: skip
 
 
+@contextmanager
+def google_errors(calendar_id: str) -> Iterator[None]:
+    """Google's answers as the flows' error types: HttpError classified, refused credentials permanent."""
+    try:
+        yield
+    except HttpError as exc:
+        raise classify_http_error(exc, calendar_id) from exc
+    except google.auth.exceptions.RefreshError as exc:
+        raise ApplicationError(
+            f"Google refused our credentials: {exc}", type="CalendarAuthFailed", non_retryable=True
+        ) from exc
+
+
 def error_reason(exc: HttpError) -> str:
     try:
         err = json.loads(exc.content.decode("utf-8"))["error"]
@@ -279,7 +294,7 @@ class CalendarActivities:
     def create_event(self, req: CreateEventInput) -> CalendarEvent:
         """Insert with a deterministic id: a 409 duplicate means an earlier attempt already wrote it."""
         events = self.calendar.service.events()
-        try:
+        with google_errors(req.calendar_id):
             # Checked before writing, so the card can say what the new order overlaps.
             conflicts = self._conflicts(req)
             try:
@@ -304,12 +319,6 @@ class CalendarActivities:
                 event_id=existing["id"], html_link=existing.get("htmlLink"), created=False,
                 conflicts=conflicts,
             )  # fmt: skip
-        except HttpError as exc:
-            raise classify_http_error(exc, req.calendar_id) from exc
-        except google.auth.exceptions.RefreshError as exc:
-            raise ApplicationError(
-                f"Google refused our credentials: {exc}", type="CalendarAuthFailed", non_retryable=True
-            ) from exc
 
     @activity.defn(name="update_event")
     def update_event(self, req: UpdateEventInput) -> CalendarEvent:
@@ -318,8 +327,9 @@ class CalendarActivities:
         An event the driver deleted by hand is written again under the same id, so a change never
         leaves the order without its event."""
         events = self.calendar.service.events()
-        body = event_body(req, self.default_duration_minutes)
-        try:
+        # "confirmed": deleted events keep their id in Google, and only the status brings one back.
+        body = {**event_body(req, self.default_duration_minutes), "status": "confirmed"}
+        with google_errors(req.calendar_id):
             conflicts = self._conflicts(req)
             try:
                 patched = self.calendar.execute(
@@ -329,36 +339,19 @@ class CalendarActivities:
                 if exc.resp.status not in (404, 410):
                     raise
                 patched = self.calendar.execute(events.insert(calendarId=req.calendar_id, body=body), req)
-            if patched.get("status") == "cancelled":
-                # Deleted events keep their id in Google; a patch alone does not bring one back.
-                patched = self.calendar.execute(
-                    events.patch(
-                        calendarId=req.calendar_id, eventId=req.event_id, body={**body, "status": "confirmed"}
-                    ),
-                    req,
-                )
             return CalendarEvent(
                 event_id=patched["id"], html_link=patched.get("htmlLink"), created=False, conflicts=conflicts
             )
-        except HttpError as exc:
-            raise classify_http_error(exc, req.calendar_id) from exc
-        except google.auth.exceptions.RefreshError as exc:
-            raise ApplicationError(
-                f"Google refused our credentials: {exc}", type="CalendarAuthFailed", non_retryable=True
-            ) from exc
 
     @activity.defn(name="cancel_event")
     def cancel_event(self, req: CancelEventInput) -> bool:
         """Delete the order's event. True if it was there; an event already gone is done, not an error."""
         events = self.calendar.service.events()
-        try:
-            self.calendar.execute(events.delete(calendarId=req.calendar_id, eventId=req.event_id), req)
-        except HttpError as exc:
-            if exc.resp.status in (404, 410):
-                return False
-            raise classify_http_error(exc, req.calendar_id) from exc
-        except google.auth.exceptions.RefreshError as exc:
-            raise ApplicationError(
-                f"Google refused our credentials: {exc}", type="CalendarAuthFailed", non_retryable=True
-            ) from exc
+        with google_errors(req.calendar_id):
+            try:
+                self.calendar.execute(events.delete(calendarId=req.calendar_id, eventId=req.event_id), req)
+            except HttpError as exc:
+                if exc.resp.status in (404, 410):
+                    return False
+                raise
         return True

@@ -70,6 +70,9 @@ class ListEventsInput(BaseModel):
     time_zone: str
     only_ours: bool = True  # only events this system wrote (extendedProperties.private.autodispatch=1)
     max_items: int = 500
+    # Whose credentials: a driver who connected their own Google account is read with their grant.
+    tenant_id: str | None = None
+    chat_id: int | None = None
 
 
 class AgendaItem(BaseModel):

@@ -9,7 +9,7 @@ import base64
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -17,10 +17,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities.agenda import AgendaActivities
 from activities.calendar import CalendarActivities, CalendarService
 from activities.oauth import OAuthGrants
 from autodispatch import admin, db, oauth
 from autodispatch.settings import Settings
+from schemas.agenda import ListEventsInput
 from schemas.calendar import CancelEventInput, CreateEventInput
 from schemas.order import ParsedOrder
 from tests.conftest import Outside, Postgres, add_driver
@@ -260,6 +262,19 @@ async def test_calendar_writes_with_the_drivers_grant_and_a_revoked_one_is_class
         assert got.created
         (event,) = outside.google.events(email)
         assert event["creator"]["email"] == email  # the driver's own principal, not the service account
+
+        # The agenda reads the driver's own calendar with the same grant (the service account cannot).
+        start = ORDER.pickup_at.replace(hour=0, minute=0)  # type: ignore[union-attr]
+        listing = ListEventsInput(
+            calendar_id=email, time_min=start, time_max=start + timedelta(days=1), time_zone="Europe/Moscow",
+            tenant_id=driver.tenant_id, chat_id=driver.chat_id,  # type: ignore[attr-defined]
+        )  # fmt: skip
+        agenda = AgendaActivities(acts.calendar)
+        (item,) = await asyncio.to_thread(ActivityEnvironment().run, agenda.list_agenda_events, listing)
+        assert item.event_id == req.event_id
+        anonymous = listing.model_copy(update={"tenant_id": None, "chat_id": None, "calendar_id": "nobody@x"})
+        with pytest.raises(ApplicationError):
+            await asyncio.to_thread(ActivityEnvironment().run, agenda.list_agenda_events, anonymous)
 
         # Cancel without naming the driver (an input from before it carried one): found by calendar.
         assert await asyncio.to_thread(

@@ -108,6 +108,8 @@ class AgendaWorkflow:
                     time_max=end,
                     time_zone=driver.time_zone,
                     only_ours=driver.settings.agenda_scope == "ours",
+                    tenant_id=driver.tenant_id,
+                    chat_id=driver.chat_id,
                 ),  # fmt: skip
                 task_queue=driver.task_queue or workflow.info().task_queue,
                 start_to_close_timeout=policies.CALENDAR_TIMEOUT,
