@@ -7,7 +7,7 @@ shared) ends with a clear reply and audit rows, never with a failed workflow.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import Priority
@@ -140,14 +140,7 @@ class MainWorkflow:
     ) -> ParsedOrder:
         return await workflow.execute_local_activity_method(
             ParseActivities.parse_order,
-            ParseOrderInput(
-                text=text,
-                now=update.received_at,
-                tz=driver.time_zone,
-                region=driver.region,
-                currency=driver.currency,
-                mode="fields" if mode == "fields" else "order",
-            ),
+            _parse_input(text, update, driver, "fields" if mode == "fields" else "order"),
             start_to_close_timeout=policies.PARSE_TIMEOUT,
             retry_policy=policies.PARSE_RETRY,
         )
@@ -353,13 +346,7 @@ class MainWorkflow:
         try:
             guess = await workflow.execute_local_activity_method(
                 LlmActivities.parse_with_llm,
-                ParseOrderInput(
-                    text=update.text,
-                    now=update.received_at,
-                    tz=driver.time_zone,
-                    region=driver.region,
-                    currency=driver.currency,
-                ),  # fmt: skip
+                _parse_input(update.text, update, driver),
                 start_to_close_timeout=policies.LLM_TIMEOUT,
                 retry_policy=policies.LLM_RETRY,
             )
@@ -518,13 +505,7 @@ class MainWorkflow:
     async def _parse_message(self, update: TelegramUpdateReceived, driver: Driver) -> ParsedMessage:
         return await workflow.execute_local_activity_method(
             ParseActivities.parse_message,
-            ParseOrderInput(
-                text=update.text,
-                now=update.received_at,
-                tz=driver.time_zone,
-                region=driver.region,
-                currency=driver.currency,
-            ),  # fmt: skip
+            _parse_input(update.text, update, driver),
             start_to_close_timeout=policies.PARSE_TIMEOUT,
             retry_policy=policies.PARSE_RETRY,
         )
@@ -831,6 +812,16 @@ class MainWorkflow:
             start_to_close_timeout=policies.START_WORKFLOW_TIMEOUT,
             retry_policy=policies.START_WORKFLOW_RETRY,
         )
+
+
+def _parse_input(
+    text: str, update: TelegramUpdateReceived, driver: Driver, mode: Literal["order", "fields"] = "order"
+) -> ParseOrderInput:
+    """A text read as the driver would: from when the message was sent, in their zone and region."""
+    return ParseOrderInput(
+        text=text, now=update.received_at, tz=driver.time_zone, region=driver.region, currency=driver.currency,
+        mode=mode,
+    )  # fmt: skip
 
 
 # Callback data's first part → the order workflow's action.
