@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import timedelta
 
 import asyncpg
@@ -73,20 +77,32 @@ def _keyboard(rows: list[list[dict[str, str]]] | None) -> InlineKeyboardMarkup |
 
 
 class SendPacer:
-    """Telegram's limits as this process sees them: sends for the bot spaced at least 1/`per_second`
-    apart (so no one-second window holds more than the budget), and `per_chat_interval` seconds between
-    sends to one chat. The outbound task queue's server-side rate limit holds the budget across workers,
-    but it is a token bucket that may burst; this pacer smooths the burst. A margin absorbs jitter."""
+    """Telegram's limits as this process sees them: at most `per_second` sends for the bot in any one
+    second and `per_chat_interval` seconds between two sends to one chat. The outbound task queue's
+    server-side rate limit holds the budget across workers, but it is a token bucket that may burst;
+    this pacer smooths the burst.
+
+    Two steps. `wait()` reserves a slot before the outbox transaction, so a burst is spread out without
+    holding pooled connections. `sending()` wraps the HTTP call itself and is what keeps Telegram from
+    ever seeing too much: Telegram counts a message when *it* receives it, somewhere between our send's
+    start and its answer, and on a busy machine a request can sit in a socket for a while. So a send
+    starts only when every earlier send that could share its one-second window (still in flight, or
+    answered less than a second ago) leaves room, and a chat's next send starts only a full interval
+    after its previous one was answered. Whatever the delays, Telegram's own clocks then see the spacing.
+    """
 
     MARGIN = 0.05
 
     def __init__(self, per_second: float = 0.0, per_chat_interval: float = 0.0) -> None:
         self.spacing = 1.0 / per_second * 1.02 if per_second > 0 else 0.0
+        self.budget = max(1, math.floor(per_second)) if per_second > 0 else 0
         self.per_chat_interval = per_chat_interval
         self._slots: list[float] = []  # reserved send times, sorted
         self._chat_next: dict[int, float] = {}
-        self._last_send = -1e9  # actual send times, checked by settle()
-        self._last_chat_send: dict[int, float] = {}
+        self._in_flight = 0
+        self._chat_in_flight: set[int] = set()
+        self._answered: deque[float] = deque()  # answer times of sends in the last second
+        self._chat_answered: dict[int, float] = {}
 
     def reserve(self, chat_id: int, now: float) -> float:
         """The earliest free moment for this send, reserved. No await inside: atomic on the event loop."""
@@ -112,22 +128,46 @@ class SendPacer:
         if at > now:
             await asyncio.sleep(at - now)
 
-    async def settle(self, chat_id: int) -> None:
-        """Right before the send: the slot was reserved before the transaction, whose few milliseconds
-        of jitter could bring two actual sends closer than allowed; wait out the remainder (ms)."""
-        now = time.monotonic()
-        gaps = [self.spacing - (now - self._last_send)]
+    def delay(self, chat_id: int, now: float) -> float:
+        """How long this send must still wait (0: it may start now). A send in flight blocks its chat and
+        a place in the bot's budget until answered; 10 ms is the poll while one is."""
+        waits = [0.0]
+        if self.budget:
+            while self._answered and self._answered[0] <= now - 1.0:
+                self._answered.popleft()
+            if self._in_flight + len(self._answered) >= self.budget:
+                oldest = len(self._answered) + self._in_flight - self.budget
+                waits.append(self._answered[oldest] + 1.0 - now if oldest < len(self._answered) else 0.01)
         if self.per_chat_interval > 0:
-            gaps.append(
-                self.per_chat_interval + self.MARGIN - (now - self._last_chat_send.get(chat_id, -1e9))
-            )
-        if (delay := max(gaps)) > 0:
-            await asyncio.sleep(delay)
-        now = time.monotonic()
-        self._last_send = now
-        self._last_chat_send[chat_id] = now
-        if len(self._last_chat_send) > 10_000:
-            self._last_chat_send = {c: t for c, t in self._last_chat_send.items() if t > now - 60}
+            if chat_id in self._chat_in_flight:
+                waits.append(0.01)
+            elif (last := self._chat_answered.get(chat_id)) is not None:
+                waits.append(last + self.per_chat_interval + self.MARGIN - now)
+        return max(waits)
+
+    @asynccontextmanager
+    async def sending(self, chat_id: int) -> AsyncIterator[None]:
+        """Around the HTTP call to Telegram: starts it when the limits allow, records its answer."""
+        # A deadline to sleep until, re-checked after: an Event would need a timer to set it anyway.
+        while (pause := self.delay(chat_id, time.monotonic())) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(pause)
+        # No await between the check above and these: atomic on the event loop.
+        self._in_flight += 1
+        self._chat_in_flight.add(chat_id)
+        try:
+            yield
+        finally:
+            now = time.monotonic()
+            self._in_flight -= 1
+            self._chat_in_flight.discard(chat_id)
+            if self.budget:
+                self._answered.append(now)
+            if self.per_chat_interval > 0:
+                self._chat_answered[chat_id] = now
+                if len(self._chat_answered) > 10_000:
+                    self._chat_answered = {
+                        c: t for c, t in self._chat_answered.items() if t > now - self.per_chat_interval - 1
+                    }
 
 
 class TelegramActivities:
@@ -157,15 +197,17 @@ class TelegramActivities:
             assert row is not None
             if row["status"] == "sent":
                 return ReplySent(message_id=row["telegram_message_id"], already_sent=True)
-            if self.pacer is not None:
-                await self.pacer.settle(req.chat_id)
-            message_id = await self._send(req, text)
+            async with self._paced(req.chat_id):
+                message_id = await self._send(req, text)
             await conn.execute(
                 """UPDATE outbox SET status = 'sent', telegram_message_id = $4, sent_at = now()
                     WHERE tenant_id = $1 AND workflow_id = $2 AND step = $3""",
                 req.tenant_id, req.workflow_id, req.step, message_id,
             )  # fmt: skip
         return ReplySent(message_id=message_id)
+
+    def _paced(self, chat_id: int) -> AbstractAsyncContextManager[None]:
+        return self.pacer.sending(chat_id) if self.pacer is not None else nullcontext()
 
     async def _send(self, req: SendReplyInput, text: str) -> int:
         reply_to = (
@@ -199,12 +241,16 @@ class TelegramActivities:
 
     @activity.defn(name="edit_card")
     async def edit_card(self, req: EditCardInput) -> None:
-        """Edit in place; editing to the same content again (a retry) is done, not an error."""
+        """Edit in place; editing to the same content again (a retry) is done, not an error. Telegram
+        counts edits against the same limits as sends, so they take their turn in the pacer."""
+        if self.pacer is not None:
+            await self.pacer.wait(req.chat_id)
         try:
-            await self.bot.edit_message_text(
-                text=fit_telegram(req.text), chat_id=req.chat_id, message_id=req.message_id,
-                reply_markup=_keyboard(req.buttons),
-            )  # fmt: skip
+            async with self._paced(req.chat_id):
+                await self.bot.edit_message_text(
+                    text=fit_telegram(req.text), chat_id=req.chat_id, message_id=req.message_id,
+                    reply_markup=_keyboard(req.buttons),
+                )  # fmt: skip
         except TelegramAPIError as exc:
             if isinstance(exc, TelegramBadRequest) and "not modified" in exc.message:
                 return

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import random
+import time
 import uuid
 
 import pytest
@@ -24,6 +28,30 @@ def test_pacer_spaces_the_bots_sends_and_each_chats() -> None:
     assert again >= slots[0] + 1.0  # the same chat waits its second
     free = SendPacer()
     assert [free.reserve(chat_id=1, now=3.0) for _ in range(3)] == [3.0, 3.0, 3.0]
+
+
+async def test_pacer_holds_the_limits_at_telegrams_end_whatever_the_network_delay() -> None:
+    """Telegram counts a message when it arrives, anywhere between our send's start and its answer. With
+    arrivals delayed at random (as on a busy machine), no chat gets two arrivals closer than its
+    interval and no one-second window holds more than the budget, measured at the receiving end."""
+    rng = random.Random(7)
+    pacer = SendPacer(per_second=20, per_chat_interval=0.2)
+    arrivals: list[tuple[int, float]] = []
+
+    async def send(chat_id: int) -> None:
+        await pacer.wait(chat_id)
+        async with pacer.sending(chat_id):
+            await asyncio.sleep(rng.uniform(0, 0.15))  # in a socket, in the other side's queue
+            arrivals.append((chat_id, time.monotonic()))
+            await asyncio.sleep(rng.uniform(0, 0.02))  # the answer on its way back
+
+    await asyncio.gather(*(send(i % 6) for i in range(30)))
+    times = sorted(t for _, t in arrivals)
+    assert len(times) == 30
+    assert max(sum(1 for u in times if t - 1.0 < u <= t) for t in times) <= 20
+    for chat in range(6):
+        own = sorted(t for c, t in arrivals if c == chat)
+        assert min(b - a for a, b in itertools.pairwise(own)) >= 0.2
 
 
 async def _bot(outside: Outside) -> Bot:
