@@ -23,6 +23,7 @@ from autodispatch.stack import Stack
 from emulators.google import GoogleEmulator
 from emulators.telegram import TelegramEmulator
 from schemas.telegram import main_workflow_id
+from workflows.ids import calendar_workflow_id
 
 OUT = Path(__file__).parent / "histories"
 
@@ -55,6 +56,7 @@ async def main() -> None:
                 answer: str | None = None,
                 press: str | None = None,
                 order_history: str | None = None,
+                calendar_history: str | None = None,
             ) -> None:
                 before = len(telegram.sent(token, chat_id)) if chat_id != 999 else 0
                 sent = telegram.user_sends(token, chat_id, text, from_user={"id": chat_id, **user})
@@ -90,6 +92,19 @@ async def main() -> None:
                         json.dumps(data, ensure_ascii=False, indent=1) + "\n"
                     )
                     print("recorded", order_history)
+                if calendar_history and result.get("order_id"):
+                    # The CALENDAR 2 AUTO child, named by its shape: a remote activity (children started
+                    # before #7's local write) or a local one; each file is kept once recorded.
+                    child = stack.client.get_workflow_handle(calendar_workflow_id(result["order_id"]))
+                    history = await child.fetch_history()
+                    local = any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+                    child_name = f"{calendar_history}_{'local_activity' if local else 'activity'}"
+                    if not (OUT / f"{child_name}.json").exists():
+                        data = {"workflowId": history.workflow_id, "history": json.loads(history.to_json())}
+                        (OUT / f"{child_name}.json").write_text(
+                            json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+                        )
+                        print("recorded", child_name)
                 if (OUT / f"{name}.json").exists():
                     print("kept", name)
                     return
@@ -99,8 +114,9 @@ async def main() -> None:
                 print("recorded", name)
 
             await drive(
-                "order_event_created", 501, "завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67"
-            )
+                "order_event_created", 501, "завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67",
+                calendar_history="calendar_write",
+            )  # fmt: skip
             await drive("unknown_chat", 999, "завтра 9:30 Внуково → Тверская 7")
             await drive("not_an_order", 501, "Ок, спасибо")
             await drive("question_answered", 501, "Шереметьево → Химки, 1800₽", answer="завтра в 6:40")

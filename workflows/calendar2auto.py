@@ -15,22 +15,33 @@ with workflow.unsafe.imports_passed_through():
 class Calendar2AutoWorkflow:
     @workflow.run
     async def run(self, req: Calendar2AutoInput) -> CalendarEvent:
+        write = CreateEventInput(
+            calendar_id=req.calendar_id,
+            # The order id is already in Google's base32hex alphabet: it is the event id.
+            event_id=req.order_id,
+            time_zone=req.time_zone,
+            order_id=req.order_id,
+            tenant_id=req.tenant_id,
+            chat_id=req.chat_id,
+            order=req.order,
+            original_text=req.original_text,
+            duration_minutes=req.duration_minutes,
+            language=req.language,
+            conflict_window=req.conflict_window,
+        )
+        if req.local_write:
+            # Retried with the same policy for as long (local activities back off on timers past the
+            # first minute), so a Google outage still loses nothing.
+            return await workflow.execute_local_activity_method(
+                CalendarActivities.create_event,
+                write,
+                start_to_close_timeout=CALENDAR_TIMEOUT,
+                schedule_to_close_timeout=CALENDAR_GIVE_UP,
+                retry_policy=CALENDAR_RETRY,
+            )
         return await workflow.execute_activity_method(
             CalendarActivities.create_event,
-            CreateEventInput(
-                calendar_id=req.calendar_id,
-                # The order id is already in Google's base32hex alphabet: it is the event id.
-                event_id=req.order_id,
-                time_zone=req.time_zone,
-                order_id=req.order_id,
-                tenant_id=req.tenant_id,
-                chat_id=req.chat_id,
-                order=req.order,
-                original_text=req.original_text,
-                duration_minutes=req.duration_minutes,
-                language=req.language,
-                conflict_window=req.conflict_window,
-            ),
+            write,
             start_to_close_timeout=CALENDAR_TIMEOUT,
             schedule_to_close_timeout=CALENDAR_GIVE_UP,
             retry_policy=CALENDAR_RETRY,

@@ -695,6 +695,7 @@ class MainWorkflow:
             language=lang,
             duration_minutes=settings.event_duration_minutes if lifecycle else None,
             conflict_window=conflict_window(settings) if lifecycle else None,
+            local_write=True,
         )
         try:
             event: CalendarEvent = await workflow.execute_child_workflow(
