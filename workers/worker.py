@@ -4,9 +4,12 @@ bound activity methods next to the workflows."""
 from __future__ import annotations
 
 import asyncio
+import compileall
 import concurrent.futures
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from aiogram import Bot
@@ -107,6 +110,26 @@ class Workers:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# What the workflow sandbox imports afresh for every new workflow run (the rest is passed through).
+SANDBOX_PACKAGES = ("workflows", "schemas", "activities", "autodispatch", "parsing")
+
+
+def ensure_bytecode(package_dirs: Iterable[Path]) -> int:
+    """Write the bytecode of these packages if it is missing or stale; returns how many are readable.
+
+    The sandbox imports the workflow modules anew for every workflow run, three per order. Where
+    bytecode is never written (`PYTHONDONTWRITEBYTECODE=1`, common in containers and on these
+    machines) each of those imports compiled the modules from source: about a quarter of the worker's
+    CPU in the benchmark profile (BENCHMARKS.md). A read-only install (a wheel, compiled by pip) is
+    left as it is."""
+    done = 0
+    for directory in package_dirs:
+        if directory.is_dir() and os.access(directory, os.W_OK):
+            done += int(bool(compileall.compile_dir(directory, quiet=2, workers=1)))
+    return done
+
+
 def build_workers(
     client: Client,
     task_queue: str,
@@ -131,6 +154,7 @@ def build_workers(
     throughput unchanged; BENCHMARKS.md). The outbound worker keeps many slots: its sends wait in the
     per-chat pacer, and few slots would queue every chat behind one busy chat.
     """
+    ensure_bytecode(PROJECT_ROOT / name for name in SANDBOX_PACKAGES)
     # google-api-python-client is synchronous: its activity runs on these threads, one per slot, so a
     # slow Calendar call never starves the slots (idle threads are cheap).
     executor = concurrent.futures.ThreadPoolExecutor(
