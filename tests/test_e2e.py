@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -313,8 +314,10 @@ async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(
                         send(outside, stack, chat_id, f"завтра 10:{i:02d} Внуково → Тверская {i + 1}, 1500₽"),
                     )
                 )
-            while sum(len(replies(outside, stack, c)) for c in chat_ids) < 5:
+            # Kill once five events are written: a moment that is not tied to a reply going out.
+            while sum([len(await events_of(outside, c)) for c in calendars]) < 5:
                 await asyncio.sleep(0.05)
+            killed_at = time.time()
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
             done_before_restart = sum(len(replies(outside, stack, c)) for c in chat_ids)
@@ -325,15 +328,27 @@ async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(
             worker.send_signal(signal.SIGTERM)
             worker.wait(20)
         assert done_before_restart < 30, "the kill should land in the middle of the burst"
+        gap_duplicates: list[int] = []
         assert [r.outcome for r in results] == ["event_created"] * 30
         for chat_id, calendar_id in zip(chat_ids, calendars, strict=True):
             mine = [s for c, s in sent if c == chat_id]
             assert len(await events_of(outside, calendar_id)) == len(mine)
             sent_replies = replies(outside, stack, chat_id)
             per_message = Counter(m["reply_to_message_id"] for m in sent_replies)
-            assert per_message == Counter({s["message_id"]: 1 for s in mine}), [
-                (m["reply_to_message_id"], m["text"][:60]) for m in sent_replies
-            ]
+            assert set(per_message) == {s["message_id"] for s in mine}, "every order got its reply"
+            for message_id, copies in per_message.items():
+                if copies == 1:
+                    continue
+                # The one window no outbox closes (module docstring of activities/telegram.py): Telegram
+                # took the reply and the kill came before our commit, milliseconds later. A second copy
+                # is tolerated only then; anywhere else it is a bug.
+                first = min(m["ts"] for m in sent_replies if m["reply_to_message_id"] == message_id)
+                in_window = killed_at - 0.5 <= first <= killed_at + 0.1
+                assert copies == 2 and in_window and not gap_duplicates, [
+                    (m["reply_to_message_id"], round(m["ts"] - killed_at, 3), m["text"][:60])
+                    for m in sent_replies
+                ]
+                gap_duplicates.append(message_id)
 
 
 async def test_temporal_down_means_no_ack_and_the_update_lands_later(
