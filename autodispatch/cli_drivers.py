@@ -147,7 +147,9 @@ async def approve_driver(
     async with system_tx(pool) as conn:
         # Only from the status we checked: a concurrent change (another admin) is not overwritten.
         updated = await conn.fetchrow(
-            """UPDATE drivers SET status = 'active', updated_at = now()
+            # The pending "your access is open" message, in the same transaction as the approval: the
+            # worker sends it (DriverApprovedWorkflow) even if Temporal cannot be reached right now.
+            """UPDATE drivers SET status = 'active', updated_at = now(), access_notice = gen_random_uuid()::text
                 WHERE tenant_id = $1 AND chat_id = $2 AND status = $3 RETURNING *""",
             row["tenant_id"], chat_id, row["status"],
         )  # fmt: skip
@@ -219,7 +221,8 @@ def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
             pool, settings, chat_id=args.chat_id, tenant=args.tenant, verify=args.verify
         )
         if row["changed"]:
-            await request_agenda_sync(settings, row["tenant_id"], row["chat_id"])  # the morning agenda
+            # The morning agenda, and the driver's "access open" message, without waiting for the reconciler.
+            await request_agenda_sync(settings, row["tenant_id"], row["chat_id"])
         if args.json:
             _print_json(row)
         elif not row["changed"]:

@@ -241,6 +241,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "onb_cancelled": "Подключение отменено. Отправьте /start, если захотите начать заново.",
         "onb_bot_account": "сервисного аккаунта бота (адрес подскажет администратор)",
         # -- ru: billing (#6 phase 3)
+        "access_opened": (
+            "✅ Доступ открыт: администратор «{tenant}» подтвердил вашу регистрацию. Пересылайте мне заказы — "
+            "я запишу их в ваш календарь."
+        ),
         "billing_paid": "✅ Оплата получена. Подписка Auto-Dispatcher активна до {until}.",
         "billing_paid_awaiting_approval": (
             "Оплата получена (подписка до {until}). Доступ включится, когда администратор парка "
@@ -485,6 +489,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "onb_cancelled": "Connecting cancelled. Send /start if you want to start again.",
         "onb_bot_account": "the bot's service account (your admin knows its address)",
         # -- en: billing (#6 phase 3)
+        "access_opened": (
+            "✅ Your access is open: the admin of “{tenant}” approved your registration. Forward me your "
+            "orders and I will put them into your calendar."
+        ),
         "billing_paid": "✅ Payment received. Your Auto-Dispatcher subscription is active until {until}.",
         "billing_paid_awaiting_approval": (
             "Payment received (subscription until {until}). Your access starts once your fleet's admin "

@@ -22,6 +22,7 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
+from activities.access import AccessNoticeActivities
 from activities.agenda import AgendaActivities
 from activities.calendar import CalendarService
 from activities.driver_settings import SettingsActivities
@@ -36,6 +37,7 @@ from workflows.agenda import (
     AgendaSyncWorkflow,
     AgendaWorkflow,
 )
+from workflows.driver_access import DriverApprovedWorkflow
 from workflows.driver_settings import SettingsWorkflow
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ DAY_WORKFLOWS: Sequence[type] = (
     SettingsWorkflow,
     AgendaSyncWorkflow,
     AgendaReconcileWorkflow,
+    DriverApprovedWorkflow,
 )
 
 
@@ -56,7 +59,12 @@ def day_activities(
         client, pool, settings.temporal_task_queue, reply_task_queue=outbound_task_queue(bot.id)
     )
     driver_settings = SettingsActivities(pool)
+    access = AccessNoticeActivities(
+        client, pool, settings.temporal_task_queue, reply_task_queue=outbound_task_queue(bot.id)
+    )
     return [
+        access.start_access_notices,
+        access.clear_access_notice,
         agenda.list_agenda_events,
         schedules.sync_agenda_schedule,
         schedules.agenda_drivers_out_of_sync,

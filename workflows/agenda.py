@@ -11,10 +11,12 @@ from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.access import AccessNoticeActivities
     from activities.agenda import AgendaActivities
     from activities.schedules import ScheduleActivities
     from activities.store import StoreActivities
     from autodispatch import texts
+    from schemas.access import StartAccessNoticesInput
     from schemas.agenda import (
         AGENDA_RANGES,
         AgendaInput,
@@ -45,6 +47,17 @@ SCHEDULE_GIVE_UP = timedelta(minutes=10)
 # The reconciler's own Schedule: drivers changed outside a workflow (CLI, API, SQL) get theirs within this.
 RECONCILE_EVERY = timedelta(minutes=10)
 RECONCILE_SCHEDULE_ID = "agenda-reconcile"
+
+
+async def start_access_notices(req: StartAccessNoticesInput) -> int:
+    """Start DriverApprovedWorkflow for each pending "access open" message (all, or one driver's)."""
+    return await workflow.execute_activity_method(
+        AccessNoticeActivities.start_access_notices,
+        req,
+        start_to_close_timeout=SCHEDULE_TIMEOUT,
+        schedule_to_close_timeout=SCHEDULE_GIVE_UP,
+        retry_policy=SCHEDULE_RETRY,
+    )
 
 
 async def sync_schedule(tenant_id: str, chat_id: int, task_queue: str | None = None) -> SyncAgendaResult:
@@ -163,7 +176,11 @@ class AgendaSyncWorkflow:
 
     @workflow.run
     async def run(self, req: SyncAgendaInput) -> SyncAgendaResult:
-        return await sync_schedule(req.tenant_id, req.chat_id)
+        result = await sync_schedule(req.tenant_id, req.chat_id)
+        if workflow.patched("access-notice"):
+            # An approval's "access open" message goes out now rather than at the next reconcile.
+            await start_access_notices(StartAccessNoticesInput(tenant_id=req.tenant_id, chat_id=req.chat_id))
+        return result
 
 
 @workflow.defn(name="AgendaReconcileWorkflow")
@@ -190,4 +207,10 @@ class AgendaReconcileWorkflow:
                     "agenda schedule of %s/%s not synced: %s", item.tenant_id, item.chat_id, err
                 )
                 result.failed += 1
+        if workflow.patched("access-notice"):
+            # Approvals whose message could not be started at the time (Temporal was unreachable).
+            try:
+                await start_access_notices(StartAccessNoticesInput())
+            except ActivityError as err:
+                workflow.logger.warning("access notices not started: %s", err)
         return result

@@ -8,6 +8,7 @@ context. Denials (401/403) are answered as JSON and written to the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from autodispatch import admin, cli_drivers, onboarding_admin, tenants
+from autodispatch.agenda_sync import request_agenda_sync
 from autodispatch.api import models as m
 from autodispatch.api import store
 from autodispatch.api.auth import AuthError, Principal, Role, authenticate
@@ -26,6 +28,8 @@ from autodispatch.db import SYSTEM_TENANT, system_tx
 from autodispatch.settings import Settings
 
 log = logging.getLogger(__name__)
+# Fire-and-forget tasks kept referenced until done (the event loop holds only weak references).
+_BACKGROUND: set[asyncio.Task[Any]] = set()
 
 POOL = web.AppKey("autodispatch_pool", asyncpg.Pool)
 SETTINGS = web.AppKey("autodispatch_settings", Settings)
@@ -231,6 +235,12 @@ async def approve_driver(ctx: Ctx) -> web.Response:
                 503, "calendar_check_unavailable", message + " (retry, or approve with ?verify=false)"
             ) from None
         raise ApiError(409, "calendar_check_failed", message) from None
+    if row["changed"]:
+        # The morning agenda and the driver's "access open" message, as `driver approve` does; in the
+        # background, so the answer never waits for Temporal (the reconciler catches up if it is down).
+        task = asyncio.create_task(request_agenda_sync(ctx.settings, row["tenant_id"], chat_id))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
     return _json(m.DriverApproval, row)
 
 
