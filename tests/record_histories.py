@@ -16,7 +16,9 @@ from pathlib import Path
 
 from temporalio.service import RPCError
 
-from autodispatch import admin
+from autodispatch import admin, cli_drivers
+from autodispatch.agenda_sync import request_agenda_sync
+from autodispatch.db import system_tx
 from autodispatch.embedded import free_port
 from autodispatch.settings import Settings
 from autodispatch.stack import Stack
@@ -144,6 +146,42 @@ async def main() -> None:
             )
             await drive("lifecycle_reschedule_by_phone", 501, "перенос +7 916 555-44-33 на 21:00")
             await drive("lifecycle_command_today", 501, "/today")
+
+            # An admin approves a pending driver (#6): the agenda sync the CLI asks for, which (since the
+            # access notice) also starts the driver's "access open" message. Named by shape.
+            await admin.add_driver(
+                stack.pool, tenant="acme", chat_id=503, calendar_id="shared@example.com", name="Petr"
+            )
+            telegram.add_chat(token, 503)
+            async with system_tx(stack.pool) as conn:
+                await conn.execute("UPDATE drivers SET status = 'pending' WHERE chat_id = 503")
+            await cli_drivers.approve_driver(stack.pool, settings, chat_id=503, verify=False)
+            assert await request_agenda_sync(settings, "acme", 503)
+            sync = stack.client.get_workflow_handle("agenda-sync-acme-503")
+            await sync.result()
+            history = await sync.fetch_history()
+            patched = any(e.HasField("marker_recorded_event_attributes") for e in history.events)
+            records = [(f"agenda_sync_{'with_access_notice' if patched else 'schedule_only'}", history)]
+            if patched:
+                token_row = None
+                for _ in range(100):  # the notice's workflow clears the token when done
+                    async with system_tx(stack.pool) as conn:
+                        token_row = await conn.fetchval(
+                            "SELECT workflow_id FROM audit_log WHERE chat_id = 503 AND action = 'driver_access_notice'"
+                        )
+                    if token_row:
+                        break
+                    await asyncio.sleep(0.1)
+                assert token_row, "the access notice was not sent"
+                notice = stack.client.get_workflow_handle(token_row)
+                records.append(("driver_approved_notice", await notice.fetch_history()))
+            for record_name, record in records:
+                if not (OUT / f"{record_name}.json").exists():
+                    data = {"workflowId": record.workflow_id, "history": json.loads(record.to_json())}
+                    (OUT / f"{record_name}.json").write_text(
+                        json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+                    )
+                    print("recorded", record_name)
     await telegram.stop()
     await google.stop()
 

@@ -32,7 +32,8 @@ def test_there_are_histories_covering_the_main_outcomes() -> None:
         "order_event_created", "unknown_chat", "question_answered", "calendar_not_shared", "order_cancelled",
         "callback_denied", "lifecycle_order_created", "lifecycle_button_confirm",
         "lifecycle_order_workflow_confirmed", "lifecycle_orders_in_one_message", "lifecycle_reschedule_by_phone",
-        "calendar_write_activity", "calendar_write_local_activity",
+        "calendar_write_activity", "calendar_write_local_activity", "agenda_sync_schedule_only",
+        "agenda_sync_with_access_notice", "driver_approved_notice",
     } <= names  # fmt: skip
 
 
