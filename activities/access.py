@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncpg
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.common import (
     Priority,
     SearchAttributePair,
@@ -14,6 +12,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities.schedules import WorkerStarts
 from autodispatch.db import system_tx, tenant_tx
 from schemas.access import (
     AccessNoticeInput,
@@ -26,15 +25,7 @@ from workflows.ids import CHAT_ID, TENANT_ID
 ACCESS_NOTICE_WORKFLOW = "DriverApprovedWorkflow"
 
 
-class AccessNoticeActivities:
-    def __init__(
-        self, client: Client, pool: asyncpg.Pool, default_task_queue: str, reply_task_queue: str | None
-    ) -> None:
-        self.client = client
-        self.pool = pool
-        self.default_task_queue = default_task_queue
-        self.reply_task_queue = reply_task_queue
-
+class AccessNoticeActivities(WorkerStarts):
     @activity.defn(name="start_access_notices")
     async def start_access_notices(self, req: StartAccessNoticesInput) -> int:
         """Start the notice workflow of each pending notice; returns how many were started now. Safe to

@@ -187,7 +187,10 @@ async def drivers_out_of_sync(pool: asyncpg.Pool, limit: int = 500) -> list[tupl
     return todo[:limit]
 
 
-class ScheduleActivities:
+class WorkerStarts:
+    """Activities that start workflows through the worker's own client: on the tenant's queue or the
+    worker's, with replies going to the bot's outbound queue."""
+
     def __init__(
         self, client: Client, pool: asyncpg.Pool, default_task_queue: str, reply_task_queue: str | None
     ) -> None:
@@ -196,6 +199,8 @@ class ScheduleActivities:
         self.default_task_queue = default_task_queue
         self.reply_task_queue = reply_task_queue
 
+
+class ScheduleActivities(WorkerStarts):
     @activity.defn(name="sync_agenda_schedule")
     async def sync_agenda_schedule(self, req: SyncAgendaInput) -> SyncAgendaResult:
         return await sync_agenda(

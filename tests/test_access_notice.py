@@ -71,9 +71,10 @@ async def test_an_approved_driver_is_told_once(
             return len(_texts(outside, token, chat_id)) > len(before)
 
         await _until(told)
-        await _until(lambda: _cleared(stack.pool, chat_id))
+        await _until(lambda: _audited(stack.pool, chat_id))  # the notice's last step
         [text] = _texts(outside, token, chat_id)[len(before) :]
         assert "Доступ открыт" in text and tenant in text
+        assert await _notice(stack.pool, chat_id) is None
         assert await _audit(stack.pool, chat_id) == [("driver_access_notice", "ok")]
 
         # Approving an active driver changes nothing and says nothing; a later sync finds nothing pending.
@@ -87,8 +88,8 @@ async def test_an_approved_driver_is_told_once(
         assert len(_texts(outside, token, chat_id)) == len(before) + 1
 
 
-async def _cleared(pool, chat_id: int) -> bool:  # noqa: ANN001
-    return await _notice(pool, chat_id) is None
+async def _audited(pool, chat_id: int) -> bool:  # noqa: ANN001
+    return bool(await _audit(pool, chat_id))
 
 
 async def test_a_notice_missed_while_temporal_was_down_is_sent_by_the_reconciler(
@@ -113,8 +114,9 @@ async def test_a_notice_missed_while_temporal_was_down_is_sent_by_the_reconciler
             AgendaReconcileWorkflow.run, ReconcileInput(), id=f"reconcile-{uuid.uuid4()}",
             task_queue=settings.temporal_task_queue,
         )  # fmt: skip
-        await _until(lambda: _cleared(stack.pool, told_chat))
-        await _until(lambda: _cleared(stack.pool, gone_chat))
+        await _until(lambda: _audited(stack.pool, told_chat))
+        await _until(lambda: _audited(stack.pool, gone_chat))
+        assert await _notice(stack.pool, told_chat) is None and await _notice(stack.pool, gone_chat) is None
         assert len(_texts(outside, token, told_chat)) == len(before[told_chat]) + 1
         assert _texts(outside, token, gone_chat) == before[gone_chat]
         assert await _audit(stack.pool, told_chat) == [("driver_access_notice", "ok")]

@@ -14,7 +14,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.access import AccessNoticeActivities
     from activities.agenda import AgendaActivities
     from activities.schedules import ScheduleActivities
-    from activities.store import StoreActivities
     from autodispatch import texts
     from schemas.access import StartAccessNoticesInput
     from schemas.agenda import (
@@ -30,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         day_window,
     )
     from schemas.audit import AuditEntry
-    from schemas.driver import DriverLookup, LookupDriverInput
     from schemas.telegram import SendReplyInput
     from workflows import policies, steps
 
@@ -93,12 +91,7 @@ class AgendaWorkflow:
 
     @workflow.run
     async def run(self, req: AgendaInput) -> AgendaResult:
-        lookup: DriverLookup = await workflow.execute_local_activity_method(
-            StoreActivities.lookup_driver,
-            LookupDriverInput(chat_id=req.chat_id),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        lookup = await steps.lookup_driver(req.chat_id)
         driver = lookup.driver
         # Re-read at run time: a driver disabled, removed or moved since the Schedule was synced gets
         # nothing, and neither does one who turned the morning agenda off.

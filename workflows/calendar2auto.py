@@ -29,21 +29,20 @@ class Calendar2AutoWorkflow:
             language=req.language,
             conflict_window=req.conflict_window,
         )
+        # Retried with the same policy for as long either way (local activities back off on timers past
+        # the first minute), so a Google outage still loses nothing.
+        retried = {
+            "start_to_close_timeout": CALENDAR_TIMEOUT,
+            "schedule_to_close_timeout": CALENDAR_GIVE_UP,
+            "retry_policy": CALENDAR_RETRY,
+        }
         if req.local_write:
-            # Retried with the same policy for as long (local activities back off on timers past the
-            # first minute), so a Google outage still loses nothing.
             return await workflow.execute_local_activity_method(
-                CalendarActivities.create_event,
-                write,
-                start_to_close_timeout=CALENDAR_TIMEOUT,
-                schedule_to_close_timeout=CALENDAR_GIVE_UP,
-                retry_policy=CALENDAR_RETRY,
+                CalendarActivities.create_event, write, **retried
             )
         return await workflow.execute_activity_method(
             CalendarActivities.create_event,
             write,
-            start_to_close_timeout=CALENDAR_TIMEOUT,
-            schedule_to_close_timeout=CALENDAR_GIVE_UP,
-            retry_policy=CALENDAR_RETRY,
             priority=Priority(fairness_key=req.tenant_id),
+            **retried,
         )

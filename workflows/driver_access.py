@@ -12,11 +12,9 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.access import AccessNoticeActivities
-    from activities.store import StoreActivities
     from autodispatch import texts
     from schemas.access import AccessNoticeInput, AccessNoticeResult, ClearAccessNoticeInput
     from schemas.audit import AuditEntry
-    from schemas.driver import DriverLookup, LookupDriverInput
     from schemas.telegram import SendReplyInput
     from workflows import policies, steps
 
@@ -25,12 +23,7 @@ with workflow.unsafe.imports_passed_through():
 class DriverApprovedWorkflow:
     @workflow.run
     async def run(self, req: AccessNoticeInput) -> AccessNoticeResult:
-        lookup: DriverLookup = await workflow.execute_local_activity_method(
-            StoreActivities.lookup_driver,
-            LookupDriverInput(chat_id=req.chat_id),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        lookup = await steps.lookup_driver(req.chat_id)
         driver = lookup.driver
         if driver is None or driver.tenant_id != req.tenant_id or driver.status != "active":
             # Disabled, removed or moved again before the message went out: nothing to announce.

@@ -9,11 +9,10 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.driver_settings import SettingsActivities
-    from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
     from autodispatch import texts
     from schemas.agenda import AGENDA_COMMANDS, AgendaInput, AgendaResult
-    from schemas.driver import Driver, DriverLookup, DriverSettings, LookupDriverInput
+    from schemas.driver import Driver, DriverSettings
     from schemas.settings import (
         FIELD_ALIASES,
         FIELDS,
@@ -38,12 +37,7 @@ Buttons = list[list[dict[str, str]]]
 class SettingsWorkflow:
     @workflow.run
     async def run(self, req: SettingsInput) -> SettingsResult:
-        lookup: DriverLookup = await workflow.execute_local_activity_method(
-            StoreActivities.lookup_driver,
-            LookupDriverInput(chat_id=req.chat_id),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        lookup = await steps.lookup_driver(req.chat_id)
         driver = lookup.driver
         if driver is None or driver.tenant_id != req.tenant_id or driver.status != "active":
             await self._answer(req, "")

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from autodispatch.db import SYSTEM_TENANT
     from schemas.audit import AuditEntry
     from schemas.calendar import Calendar2AutoInput, CalendarEvent, CancelEventInput
-    from schemas.driver import Driver, DriverLookup, LookupDriverInput
+    from schemas.driver import Driver
     from schemas.flow import MainResult, Outcome
     from schemas.lifecycle import OrderAction, OrderLifecycleInput, StartOrderWorkflowInput
     from schemas.oauth import ConnectLinkInput, PauseOrderInput
@@ -180,12 +180,7 @@ class MainWorkflow:
             **{k: v for k, v in seen.items() if v},
         )  # fmt: skip
 
-        lookup: DriverLookup = await workflow.execute_local_activity_method(
-            StoreActivities.lookup_driver,
-            LookupDriverInput(chat_id=update.chat_id),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        lookup = await steps.lookup_driver(update.chat_id)
         driver = lookup.driver
         if driver is None:
             return await self._on_unknown_chat(update, lang)

@@ -18,11 +18,9 @@ from temporalio.exceptions import ChildWorkflowError, FailureError
 with workflow.unsafe.imports_passed_through():
     from activities.oauth import OAuthActivities
     from activities.orders import OrderStarter
-    from activities.store import StoreActivities
     from autodispatch import texts
     from schemas.audit import AuditEntry
     from schemas.calendar import CalendarEvent
-    from schemas.driver import DriverLookup, LookupDriverInput
     from schemas.lifecycle import OrderLifecycleInput, StartOrderWorkflowInput
     from schemas.oauth import (
         CalendarConnected,
@@ -141,12 +139,7 @@ class CalendarConnectedWorkflow:
     async def _start_order_workflow(
         self, req: CalendarConnected, paused: PausedOrder, event: CalendarEvent, card_id: int | None
     ) -> str | None:
-        lookup: DriverLookup = await workflow.execute_local_activity_method(
-            StoreActivities.lookup_driver,
-            LookupDriverInput(chat_id=req.chat_id),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        lookup = await steps.lookup_driver(req.chat_id)
         if lookup.driver is None:
             return None  # left the whitelist meanwhile: the event is written, nothing to watch
         cal = paused.calendar

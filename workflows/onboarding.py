@@ -27,13 +27,11 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.onboarding import OnboardingActivities, OnboardingRouter
-    from activities.store import StoreActivities
     from activities.verification import CalendarAccess
     from autodispatch import texts
     from autodispatch.db import SYSTEM_TENANT
     from autodispatch.onboarding_input import parse_calendar_reference, parse_invite_code, start_payload
     from schemas.audit import AuditEntry
-    from schemas.driver import DriverLookup, LookupDriverInput
     from schemas.onboarding import (
         CheckCalendarInput,
         OnboardingInput,
@@ -149,12 +147,7 @@ class OnboardingWorkflow:
         if self._inbox:
             return None
         # Whitelisted meanwhile another way (an admin's `driver add`): nothing left to remind them of.
-        lookup: DriverLookup = await workflow.execute_local_activity_method(
-            StoreActivities.lookup_driver,
-            LookupDriverInput(chat_id=s.chat_id),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        lookup = await steps.lookup_driver(s.chat_id)
         if lookup.driver is not None:
             self._record("outcome", "onboarding_superseded", status=lookup.driver.status)
             await self._flush()

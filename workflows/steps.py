@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
     from schemas.audit import AuditEntry
+    from schemas.driver import DriverLookup, LookupDriverInput
     from schemas.store import FinishStepInput, OrderRecord
     from schemas.telegram import ReplySent, SendReplyInput
     from workflows import policies
@@ -25,6 +26,16 @@ def error_type(err: BaseException | None) -> tuple[str, str]:
             return err.type or "", err.message
         err = err.cause if isinstance(err, FailureError) else None
     return "", message
+
+
+async def lookup_driver(chat_id: int) -> DriverLookup:
+    """The whitelist's answer for a chat, read when the flow runs (never cached across runs)."""
+    return await workflow.execute_local_activity_method(
+        StoreActivities.lookup_driver,
+        LookupDriverInput(chat_id=chat_id),
+        start_to_close_timeout=policies.DB_TIMEOUT,
+        retry_policy=policies.DB_RETRY,
+    )
 
 
 async def write_audit(rows: list[AuditEntry], order: OrderRecord | None = None) -> None:

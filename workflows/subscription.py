@@ -18,7 +18,6 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
-    from activities.store import StoreActivities
     from autodispatch import texts
     from autodispatch.db import SYSTEM_TENANT
     from autodispatch.texts import bt, format_until
@@ -33,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         SubscriptionChangeResult,
         SubscriptionInput,
     )
-    from schemas.driver import DriverLookup, LookupDriverInput
     from schemas.telegram import SendReplyInput, TelegramUpdateReceived
     from workflows import policies, steps
 
@@ -236,12 +234,7 @@ class InvoiceWorkflow:
     async def run(self, update: TelegramUpdateReceived) -> str:
         lang = texts.language_for(update.language_code)
         wf = workflow.info().workflow_id
-        lookup: DriverLookup = await workflow.execute_local_activity_method(
-            StoreActivities.lookup_driver,
-            LookupDriverInput(chat_id=update.chat_id),
-            start_to_close_timeout=policies.DB_TIMEOUT,
-            retry_policy=policies.DB_RETRY,
-        )
+        lookup = await steps.lookup_driver(update.chat_id)
         driver = lookup.driver
 
         def entry(tenant_id: str, step: str, action: str, outcome: str = "ok", **details: Any) -> AuditEntry:
