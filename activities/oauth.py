@@ -25,6 +25,8 @@ from schemas.oauth import (
     ClaimPausedInput,
     ConnectLink,
     ConnectLinkInput,
+    DisconnectGrantInput,
+    DisconnectGrantResult,
     PausedOrder,
     PausedOrders,
     PauseOrderInput,
@@ -188,6 +190,38 @@ class OAuthGrants:
             )  # fmt: skip
         return status.endswith(" 1")
 
+    async def revoke_at_google(self, token: str) -> str:
+        """Best effort: Google forgets the grant (POST revoke_uri token=…). Returns what happened."""
+        import aiohttp
+
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http,
+                http.post(self.settings.google_oauth_revoke_uri, data={"token": token}) as resp,
+            ):
+                return "revoked" if resp.status == 200 else f"google answered {resp.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"google unreachable: {exc}"
+
+    async def disconnect_and_revoke(self, tenant_id: str, chat_id: int) -> str | None:
+        """`/disconnect` and `autodispatch oauth disconnect`: Google first, then our row, so a crash in
+        between leaves the token for the retry (revoking twice is harmless). None: nothing was connected."""
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            row = await conn.fetchrow(
+                "SELECT status, refresh_token FROM oauth_grants WHERE tenant_id = $1 AND chat_id = $2",
+                tenant_id, chat_id,
+            )  # fmt: skip
+        if row is None or row["status"] == "disconnected":
+            return None
+        google = "no token stored"
+        if row["refresh_token"] is not None:
+            try:
+                google = await self.revoke_at_google(self.cipher.decrypt(row["refresh_token"])[0])
+            except InvalidToken:
+                google = "token unreadable (key no longer configured); forgotten here"
+        await self.disconnect(tenant_id, chat_id)
+        return google
+
     async def disconnect(self, tenant_id: str, chat_id: int) -> str | None:
         """The driver (or an admin) ends the grant: returns the refresh token to revoke at Google."""
         async with tenant_tx(self.pool, tenant_id) as conn:
@@ -257,6 +291,14 @@ class OAuthActivities:
         if self.grants is None:
             return ConnectLink()
         return await self.grants.new_link(req.tenant_id, req.chat_id, req.workflow_id, req.language)
+
+    @activity.defn(name="disconnect_grant")
+    async def disconnect_grant(self, req: DisconnectGrantInput) -> DisconnectGrantResult:
+        """/disconnect: the driver ends the bot's use of their Google account (revoked at Google too)."""
+        if self.grants is None:
+            return DisconnectGrantResult(configured=False)
+        google = await self.grants.disconnect_and_revoke(req.tenant_id, req.chat_id)
+        return DisconnectGrantResult(had_grant=google is not None, google=google or "")
 
     @activity.defn(name="pause_order")
     async def pause_order(self, req: PauseOrderInput) -> None:

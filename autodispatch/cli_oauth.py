@@ -19,21 +19,8 @@ from autodispatch.settings import Settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-async def revoke_at_google(settings: Settings, token: str) -> str:
-    """Best effort: Google forgets the grant (POST revoke_uri token=…). Returns what happened."""
-    import aiohttp
-
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http,
-            http.post(settings.google_oauth_revoke_uri, data={"token": token}) as resp,
-        ):
-            return "revoked" if resp.status == 200 else f"google answered {resp.status}"
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"google unreachable: {exc}"
-
-
 async def disconnect(settings: Settings, pool: Any, chat_id: int, actor: str) -> dict[str, Any]:
+    """The same step as the driver's /disconnect (OAuthGrants.disconnect_and_revoke), audited as the CLI."""
     from activities.oauth import OAuthGrants
     from autodispatch.db import system_tx
     from autodispatch.tenants import audit
@@ -42,9 +29,7 @@ async def disconnect(settings: Settings, pool: Any, chat_id: int, actor: str) ->
         tenant_id = await conn.fetchval("SELECT tenant_id FROM drivers WHERE chat_id = $1", chat_id)
     if tenant_id is None:
         raise AdminError(f"no driver with chat id {chat_id}")
-    grants = OAuthGrants(pool, settings)
-    token = await grants.disconnect(tenant_id, chat_id)
-    google = await revoke_at_google(settings, token) if token else "no active grant"
+    google = await OAuthGrants(pool, settings).disconnect_and_revoke(tenant_id, chat_id) or "no active grant"
     async with system_tx(pool) as conn:
         await audit(
             conn, tenant_id, "oauth_disconnected", source="cli", actor=actor, chat_id=chat_id, google=google

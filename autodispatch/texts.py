@@ -268,6 +268,16 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "connect_button": "🔗 Подключить Google Календарь",
         "connect_unavailable": "Подключение Google Календаря на этом сервере не настроено. Обратитесь к администратору.",
+        "disconnected": (
+            "🔌 Google-аккаунт отключён: бот больше не пользуется вашим доступом, Google его тоже отозвал. "
+            "Новые заказы будут записываться в календарь «{calendar_id}», только если он открыт боту через "
+            "«Поделиться». Подключить снова: /connect."
+        ),
+        "disconnect_nothing": (
+            "Ваш Google-аккаунт не подключён к боту, отключать нечего. Заказы записываются в календарь "
+            "«{calendar_id}» через «Поделиться»."
+        ),
+        "disconnect_failed": "Не получилось отключить Google-аккаунт: Google не ответил. Попробуйте /disconnect ещё раз через пару минут.",
         "calendar_connected": "✅ Google Календарь подключён. Заказы будут записываться в него от вашего имени.",
         "calendar_reconnect": (
             "⏸ Доступ бота к вашему Google Календарю отозван или истёк, заказ пока не записан.\n"
@@ -516,6 +526,16 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "connect_button": "🔗 Connect Google Calendar",
         "connect_unavailable": "Connecting a Google Calendar is not set up on this server. Please contact your admin.",
+        "disconnected": (
+            "🔌 Google account disconnected: the bot no longer uses your access, and Google revoked it too. "
+            "New orders go into calendar “{calendar_id}” only if it is shared with the bot. To connect "
+            "again: /connect."
+        ),
+        "disconnect_nothing": (
+            "Your Google account is not connected to the bot; there is nothing to disconnect. Orders go into "
+            "calendar “{calendar_id}” through its sharing."
+        ),
+        "disconnect_failed": "Could not disconnect your Google account: Google did not answer. Try /disconnect again in a few minutes.",
         "calendar_connected": "✅ Google Calendar connected. Orders will be written into it as you.",
         "calendar_reconnect": (
             "⏸ The bot's access to your Google Calendar was revoked or has expired; the order is not written yet.\n"

@@ -18,6 +18,17 @@ class ConnectLinkInput(BaseModel):
     language: str = "ru"
 
 
+class DisconnectGrantInput(BaseModel):
+    tenant_id: str
+    chat_id: int
+
+
+class DisconnectGrantResult(BaseModel):
+    configured: bool = True  # False: OAuth is not set up on this deployment
+    had_grant: bool = False
+    google: str = ""  # what Google's revoke endpoint answered
+
+
 class ConnectLink(BaseModel):
     url: str | None = None  # None: OAuth is not configured on this deployment
     nonce: str | None = None  # names the link in the audit log (workflow id oauth-<nonce>)

@@ -224,3 +224,32 @@ async def test_forged_or_expired_state_gets_an_error_page_and_changes_nothing(
         assert (tenant, "expired") in reasons and ("system", "bad_signature") in reasons
         assert ("system", "malformed") in reasons
         assert not replies(outside, stack, chat_id)  # the driver was told nothing by a forged request
+
+
+async def test_disconnect_in_the_chat_revokes_at_google_and_says_so(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    settings, _ = oauth_settings(tmp_path, postgres, temporal_dev, outside)
+    email = f"driver-{uuid.uuid4().hex[:8]}@gmail.example"
+    outside.google.create_user(email, make_current=False)
+    async with oauth_stack(settings, outside) as stack:
+        chat_id, tenant = unique_chat_id(), f"t-{uuid.uuid4().hex[:8]}"
+        assert stack.pool is not None
+        await admin.add_driver(stack.pool, tenant=tenant, chat_id=chat_id, calendar_id=email, name="Ivan")
+        url = await connect_link(outside, stack, chat_id)
+        assert (await approve(url, email)).status_code == 200
+        await connected(stack, tenant, chat_id, url)
+
+        said = []
+        for _ in range(2):  # the second time there is nothing left to disconnect
+            sent = send(outside, stack, chat_id, "/disconnect")
+            assert (await finished(stack, sent["update_id"])).outcome == "command"
+            said.append(replies(outside, stack, chat_id)[-1]["text"])
+        assert "🔌" in said[0] and email in said[0] and "/connect" in said[0]
+        assert "отключать нечего" in said[1]
+        assert outside.google.revoke_user_grants(email) == 0  # Google already forgot the grant
+        async with db.tenant_tx(stack.pool, tenant) as conn:
+            grant = await conn.fetchrow("SELECT * FROM oauth_grants WHERE tenant_id = $1", tenant)
+        assert grant["status"] == "disconnected" and grant["refresh_token"] is None
+        actions = [r["action"] for r in await admin.read_audit(stack.pool, tenant=tenant)]
+        assert "oauth_disconnected" in actions and "oauth_not_connected" in actions

@@ -7,6 +7,7 @@ from __future__ import annotations
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from schemas.oauth import DisconnectGrantResult
 from tests.test_workflows import DRIVER, FULL, Fakes, run_main, update, worker
 
 
@@ -47,3 +48,27 @@ async def test_a_revoked_grant_pauses_the_order_and_asks_to_reconnect(
     assert "/connect" in fakes.replies[-1].text
     actions = [a.action for a in fakes.audit]
     assert "calendar_paused" in actions and "calendar_failed" not in actions
+
+
+async def test_disconnect_says_what_happened_to_the_grant(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """/disconnect: revoked (and where orders go now), nothing to disconnect, or Google did not answer."""
+    cases = [
+        (DisconnectGrantResult(had_grant=True, google="revoked"), "🔌", "oauth_disconnected"),
+        (DisconnectGrantResult(had_grant=False), "отключать нечего", "oauth_not_connected"),
+        (DisconnectGrantResult(configured=False), "не настроено", "oauth_not_configured"),
+        (ApplicationError("revoke endpoint down", type="GoogleUnavailable", non_retryable=True),
+         "/disconnect ещё раз", "oauth_disconnect_failed"),
+    ]  # fmt: skip
+    for outcome, says, action in cases:
+        fakes = Fakes(disconnect=outcome)
+        async with worker(time_skipping_env.client, task_queue, fakes):
+            result = await run_main(time_skipping_env, task_queue, update("/disconnect", kind="command"))
+        assert result.outcome == "command"
+        assert [(d.tenant_id, d.chat_id) for d in fakes.disconnected] == [(DRIVER.tenant_id, DRIVER.chat_id)]
+        (reply,) = fakes.replies
+        assert says in reply.text, reply.text
+        if action == "oauth_disconnected":
+            assert DRIVER.calendar_id in reply.text and "/connect" in reply.text
+        assert action in [a.action for a in fakes.audit]

@@ -18,7 +18,13 @@ from schemas.audit import AuditEntry
 from schemas.calendar import CalendarEvent, CancelEventInput, CreateEventInput, UpdateEventInput
 from schemas.driver import Driver, DriverLookup, LookupDriverInput
 from schemas.lifecycle import StartOrderWorkflowInput, order_workflow_id
-from schemas.oauth import ConnectLink, ConnectLinkInput, PauseOrderInput
+from schemas.oauth import (
+    ConnectLink,
+    ConnectLinkInput,
+    DisconnectGrantInput,
+    DisconnectGrantResult,
+    PauseOrderInput,
+)
 from schemas.onboarding import RouteMessageInput, RouteResult
 from schemas.order import OrderChunk, ParsedMessage, ParsedOrder
 from schemas.store import (
@@ -75,6 +81,9 @@ class Fakes:
     updates: list[UpdateEventInput] = field(default_factory=list)
     order_workflows: list[StartOrderWorkflowInput] = field(default_factory=list)
     paused: list[PauseOrderInput] = field(default_factory=list)
+    # What Google's revoke says to /disconnect: a result, or a failure to raise.
+    disconnect: DisconnectGrantResult | ApplicationError = field(default_factory=DisconnectGrantResult)
+    disconnected: list[DisconnectGrantInput] = field(default_factory=list)
 
     def activities(self) -> list:
         @activity.defn(name="lookup_driver")
@@ -179,6 +188,13 @@ class Fakes:
         async def pause_order(req: PauseOrderInput) -> None:
             self.paused.append(req)
 
+        @activity.defn(name="disconnect_grant")
+        async def disconnect_grant(req: DisconnectGrantInput) -> DisconnectGrantResult:
+            self.disconnected.append(req)
+            if isinstance(self.disconnect, ApplicationError):
+                raise self.disconnect
+            return self.disconnect
+
         return [
             lookup_driver,
             parse_order,
@@ -198,6 +214,7 @@ class Fakes:
             start_order_workflow,
             create_connect_link,
             pause_order,
+            disconnect_grant,
             onboarding_route_message,
         ]
 

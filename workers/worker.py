@@ -84,6 +84,7 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
         cal.create_event,
         cal.cancel_event,
         oauth_steps.create_connect_link,
+        oauth_steps.disconnect_grant,
         oauth_steps.pause_order,
         oauth_steps.claim_paused_orders,
         oauth_steps.release_paused_order,

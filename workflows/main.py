@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.driver import Driver
     from schemas.flow import MainResult, Outcome
     from schemas.lifecycle import OrderAction, OrderLifecycleInput, StartOrderWorkflowInput
-    from schemas.oauth import ConnectLinkInput, PauseOrderInput
+    from schemas.oauth import ConnectLinkInput, DisconnectGrantInput, DisconnectGrantResult, PauseOrderInput
     from schemas.order import ORDER_FIELDS, OrderChunk, ParsedMessage, ParsedOrder
     from schemas.settings import SETTINGS_PREFIX
     from schemas.store import (
@@ -332,7 +332,46 @@ class MainWorkflow:
             self._record("outcome", "connect_link_sent", update, command=command, nonce=link.nonce)
             await self._flush()
             return MainResult(outcome="command", tenant_id=self._tenant_id, reply_message_id=message_id)
+        # The driver ends the bot's use of their Google account (revoked at Google too); orders then go
+        # through the calendar's sharing with the service account again. Older histories replay the help.
+        if command == "/disconnect" and workflow.patched("oauth-disconnect"):
+            return await self._disconnect(update, driver, lang, command)
         return await self._end(update, "command", "reply", texts.t(lang, "help"), command=command)
+
+    async def _disconnect(
+        self, update: TelegramUpdateReceived, driver: Driver, lang: str, command: str
+    ) -> MainResult:
+        try:
+            done: DisconnectGrantResult = await workflow.execute_activity_method(
+                OAuthActivities.disconnect_grant,
+                DisconnectGrantInput(tenant_id=driver.tenant_id, chat_id=driver.chat_id),
+                task_queue=driver.task_queue or workflow.info().task_queue,
+                start_to_close_timeout=policies.OAUTH_TIMEOUT,
+                schedule_to_close_timeout=policies.OAUTH_GIVE_UP,
+                retry_policy=policies.OAUTH_RETRY,
+                priority=Priority(fairness_key=driver.tenant_id),
+            )
+        except ActivityError as err:
+            kind, message = steps.error_type(err)
+            self._record(
+                "disconnect", "oauth_disconnect_failed", update, outcome="error", error=kind, message=message
+            )
+            return await self._end(
+                update, "command", "reply", texts.t(lang, "disconnect_failed"), command=command
+            )
+        if not done.configured:
+            text, action = texts.t(lang, "connect_unavailable"), "oauth_not_configured"
+        elif done.had_grant:
+            text, action = texts.t(lang, "disconnected", calendar_id=driver.calendar_id), "oauth_disconnected"
+        else:
+            text, action = (
+                texts.t(lang, "disconnect_nothing", calendar_id=driver.calendar_id),
+                "oauth_not_connected",
+            )
+        message_id = await self._reply(update, "reply", text)
+        self._record("outcome", action, update, command=command, google=done.google)
+        await self._flush()
+        return MainResult(outcome="command", tenant_id=self._tenant_id, reply_message_id=message_id)
 
     async def _fill_from_llm(
         self, update: TelegramUpdateReceived, driver: Driver, parsed: ParsedOrder

@@ -66,3 +66,9 @@ FIELD_ANSWER_WAIT = timedelta(hours=1)
 # Starting another workflow through the worker's client: the server was just reachable (it runs us).
 START_WORKFLOW_TIMEOUT = timedelta(seconds=10)
 START_WORKFLOW_RETRY = DB_RETRY
+
+# Google's OAuth revoke endpoint (/disconnect): a few tries over a couple of minutes, then the driver is
+# told to try again (nothing is half done: our row changes only after Google answered).
+OAUTH_TIMEOUT = timedelta(seconds=30)
+OAUTH_GIVE_UP = timedelta(minutes=2)
+OAUTH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0)

@@ -10,7 +10,16 @@ from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
 
 # The commands the flows answer (the payments router owns /subscribe).
-COMMANDS: tuple[str, ...] = ("start", "help", "today", "tomorrow", "week", "settings", "connect")
+COMMANDS: tuple[str, ...] = (
+    "start",
+    "help",
+    "today",
+    "tomorrow",
+    "week",
+    "settings",
+    "connect",
+    "disconnect",
+)
 
 
 async def on_command(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
