@@ -363,6 +363,10 @@ async def test_a_bare_start_joins_the_default_tenant(
     async with worker(env.client, task_queue, fakes):
         await send(env, task_queue, command("/start", chat))
         assert "ACME Taxi" in (await replies(env, fakes, chat, 1))[-1]
+        # End the dialogue here: left waiting on this test's queue, its 24-hour nudge would fire on a
+        # queue nobody polls once a later test skips time, and stall the shared test server's clock.
+        await send(env, task_queue, update("отмена", chat))
+        assert (await dialogue(env, chat).result()).outcome == "cancelled"
     chosen = [a for a in fakes.audit if a.action == "tenant_chosen"]
     assert chosen[0].details["via"] == "default_tenant"
 

@@ -80,10 +80,14 @@ async def test_start_to_first_order_through_the_running_stack(
         # Pending: orders are refused until the admin approves.
         assert "ожидает подтверждения" in await say("завтра 9:30 Внуково → Тверская 7, 2500₽")
         base = f"http://{settings.http_host}:{settings.http_port}/api/v1"
+        before_approval = len(outside.telegram.sent(token, chat))
         async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": fleet["api_key"]}) as api:
             r = await api.post(f"/tenants/{fleet['tenant_id']}/drivers/{chat}/approve")
             assert r.status_code == 200, r.text
             assert (r.json()["status"], r.json()["calendar_check"]) == ("active", "ok")
+        # The driver hears it (DriverApprovedWorkflow, which the API's approval asked the stack to start).
+        told = await outside.telegram.wait_for_sent(token, chat, before_approval + 1, timeout=60)
+        assert "Доступ открыт" in told[-1]["text"] and fleet["name"] in told[-1]["text"]
 
         confirmation = await say("завтра 9:30 Внуково → Тверская 7, 2500₽")
         assert "✅" in confirmation and "Внуково → Тверская 7" in confirmation
