@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from cryptography.fernet import InvalidToken
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from autodispatch import oauth
 from autodispatch.db import system_tx, tenant_tx
@@ -36,6 +37,10 @@ from schemas.oauth import (
 log = logging.getLogger(__name__)
 
 _BRIDGE_TIMEOUT = 15.0
+
+
+class RevokeUnavailable(Exception):
+    """Google's revoke endpoint could not be reached or failed (5xx): the grant may still be live."""
 
 
 @dataclass(frozen=True)
@@ -190,8 +195,9 @@ class OAuthGrants:
             )  # fmt: skip
         return status.endswith(" 1")
 
-    async def revoke_at_google(self, token: str) -> str:
-        """Best effort: Google forgets the grant (POST revoke_uri token=…). Returns what happened."""
+    async def revoke_at_google(self, token: str) -> tuple[bool, str]:
+        """POST revoke_uri token=…: (whether Google no longer honours the grant, what it said). A 400 is
+        Google's answer for a token it does not know: already revoked, so done as well."""
         import aiohttp
 
         try:
@@ -199,13 +205,22 @@ class OAuthGrants:
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http,
                 http.post(self.settings.google_oauth_revoke_uri, data={"token": token}) as resp,
             ):
-                return "revoked" if resp.status == 200 else f"google answered {resp.status}"
+                if resp.status == 200:
+                    return True, "revoked"
+                return resp.status == 400, f"google answered {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return f"google unreachable: {exc}"
+            return False, f"google unreachable: {exc}"
 
-    async def disconnect_and_revoke(self, tenant_id: str, chat_id: int) -> str | None:
+    async def disconnect_and_revoke(
+        self, tenant_id: str, chat_id: int, *, insist: bool = False
+    ) -> str | None:
         """`/disconnect` and `autodispatch oauth disconnect`: Google first, then our row, so a crash in
-        between leaves the token for the retry (revoking twice is harmless). None: nothing was connected."""
+        between leaves the token for the retry (revoking twice is harmless). None: nothing was connected.
+
+        `insist` (the driver's /disconnect): if Google cannot be reached, raise RevokeUnavailable and
+        change nothing, so the step is retried and the driver is never told a grant is gone that Google
+        still honours. Without it (an admin cutting access) the row is forgotten anyway and the answer
+        says what Google did."""
         async with tenant_tx(self.pool, tenant_id) as conn:
             row = await conn.fetchrow(
                 "SELECT status, refresh_token FROM oauth_grants WHERE tenant_id = $1 AND chat_id = $2",
@@ -216,9 +231,11 @@ class OAuthGrants:
         google = "no token stored"
         if row["refresh_token"] is not None:
             try:
-                google = await self.revoke_at_google(self.cipher.decrypt(row["refresh_token"])[0])
+                done, google = await self.revoke_at_google(self.cipher.decrypt(row["refresh_token"])[0])
             except InvalidToken:
-                google = "token unreadable (key no longer configured); forgotten here"
+                done, google = True, "token unreadable (key no longer configured); forgotten here"
+            if not done and insist:
+                raise RevokeUnavailable(google)
         await self.disconnect(tenant_id, chat_id)
         return google
 
@@ -297,7 +314,10 @@ class OAuthActivities:
         """/disconnect: the driver ends the bot's use of their Google account (revoked at Google too)."""
         if self.grants is None:
             return DisconnectGrantResult(configured=False)
-        google = await self.grants.disconnect_and_revoke(req.tenant_id, req.chat_id)
+        try:
+            google = await self.grants.disconnect_and_revoke(req.tenant_id, req.chat_id, insist=True)
+        except RevokeUnavailable as exc:  # retried by the call site's policy; nothing changed meanwhile
+            raise ApplicationError(f"Google's revoke endpoint: {exc}", type="GoogleUnavailable") from exc
         return DisconnectGrantResult(had_grant=google is not None, google=google or "")
 
     @activity.defn(name="pause_order")

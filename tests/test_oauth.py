@@ -352,6 +352,41 @@ async def test_disconnect_revokes_at_google_and_falls_back_to_the_service_accoun
     assert any(r["action"] == "oauth_disconnected" for r in audit)
 
 
+async def test_a_driver_is_never_told_a_grant_is_gone_while_google_still_honours_it(
+    postgres: Postgres, outside: Outside
+) -> None:
+    """Google's revoke endpoint unreachable: /disconnect's step changes nothing and is retried; the
+    admin's `oauth disconnect` forgets the grant anyway and says what Google did."""
+    from activities.oauth import OAuthActivities, RevokeUnavailable
+    from autodispatch.cli_oauth import disconnect
+    from autodispatch.embedded import free_port
+    from schemas.oauth import DisconnectGrantInput
+
+    driver, grants, email, _ = await _connected_driver(postgres, outside)
+    down = grants.settings.model_copy(
+        update={"google_oauth_revoke_uri": f"http://127.0.0.1:{free_port()}/revoke"}
+    )
+    unreachable = OAuthGrants(postgres.pool, down)
+    with pytest.raises(RevokeUnavailable):
+        await unreachable.disconnect_and_revoke(driver.tenant_id, driver.chat_id, insist=True)  # type: ignore[attr-defined]
+    with pytest.raises(ApplicationError) as step:
+        await ActivityEnvironment().run(
+            OAuthActivities(postgres.pool, unreachable).disconnect_grant,
+            DisconnectGrantInput(tenant_id=driver.tenant_id, chat_id=driver.chat_id),  # type: ignore[attr-defined]
+        )
+    assert step.value.type == "GoogleUnavailable" and not step.value.non_retryable
+    grant = await grants.load(driver.tenant_id, driver.chat_id)  # type: ignore[attr-defined]
+    assert grant is not None and grant.status == "active" and grant.refresh_token  # nothing changed
+    assert outside.google.revoke_user_grants(email) == 1  # and Google still honours it
+
+    driver, grants, email, _ = await _connected_driver(postgres, outside)  # its own token key
+    down = grants.settings.model_copy(update={"google_oauth_revoke_uri": down.google_oauth_revoke_uri})
+    done = await disconnect(down, postgres.pool, driver.chat_id, actor="test")  # type: ignore[attr-defined]
+    assert done["google"].startswith("google unreachable")
+    grant = await grants.load(driver.tenant_id, driver.chat_id)  # type: ignore[attr-defined]
+    assert grant is not None and grant.status == "disconnected" and grant.refresh_token is None
+
+
 async def test_sandbox_points_oauth_at_its_google_emulator(tmp_path, outside: Outside) -> None:  # noqa: ANN001
     from autodispatch.stack import Stack
 
