@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-# The flat keys of the parse CLI contract, in the order they are printed.
-ORDER_FIELDS: tuple[str, ...] = (
+# What an order says: the fields a parse fills and a change (an edit, a reply to the card) may set.
+ORDER_DETAIL_FIELDS: tuple[str, ...] = (
     "pickup_at",
     "pickup_address",
     "dropoff_address",
@@ -19,8 +19,9 @@ ORDER_FIELDS: tuple[str, ...] = (
     "flight_number",
     "passengers",
     "notes",
-    "is_order",
 )
+# The flat keys of the parse CLI contract, in the order they are printed.
+ORDER_FIELDS: tuple[str, ...] = (*ORDER_DETAIL_FIELDS, "is_order")
 
 # Without these the driver cannot do the job: the bot asks for them instead of guessing.
 REQUIRED_FIELDS: tuple[str, ...] = ("pickup_at", "pickup_address")

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.flow import MainResult, Outcome
     from schemas.lifecycle import OrderAction, OrderLifecycleInput, StartOrderWorkflowInput
     from schemas.oauth import ConnectLinkInput, DisconnectGrantInput, DisconnectGrantResult, PauseOrderInput
-    from schemas.order import ORDER_FIELDS, OrderChunk, ParsedMessage, ParsedOrder
+    from schemas.order import ORDER_DETAIL_FIELDS, OrderChunk, ParsedMessage, ParsedOrder
     from schemas.settings import SETTINGS_PREFIX
     from schemas.store import (
         AuthorizeOrderInput,
@@ -390,11 +390,7 @@ class MainWorkflow:
             return parsed
         if guess is None:
             return parsed
-        gaps = [
-            f
-            for f in ORDER_FIELDS
-            if f != "is_order" and (getattr(parsed, f) is None or f in parsed.ambiguous)
-        ]
+        gaps = [f for f in ORDER_DETAIL_FIELDS if getattr(parsed, f) is None or f in parsed.ambiguous]
         filled = {f: getattr(guess, f) for f in gaps if getattr(guess, f) is not None}
         if not filled:
             return parsed

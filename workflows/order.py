@@ -25,24 +25,13 @@ with workflow.unsafe.imports_passed_through():
     from schemas.calendar import CalendarEvent, CancelEventInput, ConflictWindow, UpdateEventInput
     from schemas.driver import DriverSettings
     from schemas.lifecycle import OrderAction, OrderLifecycleInput, OrderState, order_workflow_id
-    from schemas.order import ParsedOrder
+    from schemas.order import ORDER_DETAIL_FIELDS, ParsedOrder
     from schemas.store import OrderRecord, ParseOrderInput, QuestionInput
     from schemas.telegram import AnswerCallbackInput, DriverAnswer, EditCardInput, SendReplyInput
     from workflows import policies, steps
 
 # Fields a change may set; the rest (is_order, ambiguous, ...) belong to the parse.
-CHANGEABLE_FIELDS = (
-    "pickup_at",
-    "pickup_address",
-    "dropoff_address",
-    "price_amount",
-    "price_currency",
-    "client_name",
-    "client_phone",
-    "flight_number",
-    "passengers",
-    "notes",
-)
+CHANGEABLE_FIELDS = ORDER_DETAIL_FIELDS
 
 
 def conflict_window(s: DriverSettings) -> ConflictWindow:
