@@ -257,13 +257,22 @@ async def test_calendar_failing_30_percent_still_lands_every_order_once(
     async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
         chat_id, calendar_id, _ = await new_driver(stack, outside)
         # 30% of calls fail before doing anything; 10% write and then "lose" the answer (→ 409 on retry).
+        before = outside.google.stats()
         outside.google.configure(fail_rate=0.3, fail_after_write_rate=0.1, seed=7)
         try:
             sent = [send(outside, stack, chat_id, f"завтра {8 + i // 6}:{(i % 6) * 10:02d} Внуково → Тверская {i + 1}, 1000₽")
                     for i in range(20)]  # fmt: skip
-            results = await asyncio.gather(*(finished(stack, s["update_id"]) for s in sent))
+            # A 20-second flaky spell, then Google recovers. Bounded on purpose: the retry policy backs
+            # off exponentially, so under a never-ending 30% failure one unlucky order's streak of eight
+            # failed attempts alone takes over a minute, and the test would time the policy, not the
+            # guarantee. Whatever was written, half-written or failed meanwhile must land exactly once.
+            await asyncio.sleep(20)
         finally:
             outside.google.configure(fail_rate=0.0, fail_after_write_rate=0.0)
+        results = await asyncio.gather(*(finished(stack, s["update_id"]) for s in sent))
+        injected = outside.google.stats()
+        assert injected["injected_failures"] > before["injected_failures"]
+        assert injected["injected_after_write"] > before["injected_after_write"]
         assert [r.outcome for r in results] == ["event_created"] * 20
         events = await events_of(outside, calendar_id)
         assert len(events) == 20 and len({e["id"] for e in events}) == 20
