@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
+import multiprocessing.process
 import secrets
 import signal
 import sys
@@ -37,6 +39,7 @@ from autodispatch.temporal import connect
 from bot.billing import add_billing_route
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
+from bot.inbox import Inbox, InboxRelay
 from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
@@ -106,6 +109,8 @@ class Stack:
     # Join a stack started elsewhere (`autodispatch bot` next to `up`): start nothing embedded, use the
     # configured services or the embedded defaults' addresses, and the sandbox emulators `up` started.
     join: bool = False
+    # Worker processes: the stack's own plus workers-1 joining it (Python runs one core per process).
+    workers: int = 1
 
     health: Health = field(default_factory=Health)
     postgres: EmbeddedPostgres | None = None
@@ -119,6 +124,9 @@ class Stack:
     telegram_emulator: Any = None
     google_emulator: Any = None
     sandbox: SandboxInfo = field(default_factory=SandboxInfo)
+    relay: InboxRelay | None = None
+    temporal_address: str = ""
+    worker_processes: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
     _workers: Workers | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _http: web.AppRunner | None = None
@@ -226,6 +234,7 @@ class Stack:
             self.temporal.start()
             address = self.temporal.address
             self.sandbox.temporal_ui = self.temporal.ui_url
+        self.temporal_address = address
         self.client = await connect_with_retry(s, address)
         self.health.set("temporal", True)
 
@@ -318,14 +327,78 @@ class Stack:
             settings=self.settings,
         )
         self._tasks.append(asyncio.create_task(self._workers.run(), name="worker"))
+        await self._await_worker_processes(self._start_worker_processes())
         # Morning agendas: every driver's Schedule in line with the whitelist (#5).
         await start_agenda_reconciler(self.client, self.settings.temporal_task_queue)
         self.health.set("worker", True)
 
+    def _start_worker_processes(self) -> list[tuple[Any, Any]]:
+        from workers.main import worker_process
+
+        if self.workers <= 1:
+            return []
+        assert self.bot is not None and self.calendar is not None
+        # What this stack resolved (embedded servers, sandbox emulators), so the others join it.
+        joined = self.settings.model_copy(
+            update={
+                "temporal_address": self.temporal_address,
+                "database_url": SecretStr(self.owner_dsn),
+                "app_database_url": SecretStr(self.app_dsn),
+                "telegram_bot_token": SecretStr(self.bot.token),
+                "telegram_api_base": self.sandbox.telegram or self.settings.telegram_api_base,
+                "google_api_endpoint": self.calendar.api_root,
+            }
+        )
+        spawn = multiprocessing.get_context("spawn")
+        readiness = []
+        for n in range(2, self.workers + 1):
+            ready = spawn.Event()
+            proc = spawn.Process(
+                target=worker_process,
+                args=(joined.model_dump(), self.settings.temporal_task_queue, ready),
+                name=f"worker-{n}",
+                daemon=True,
+            )
+            proc.start()
+            self.worker_processes.append(proc)
+            readiness.append((proc, ready))
+        return readiness
+
+    async def _await_worker_processes(self, readiness: list[tuple[Any, Any]], timeout: float = 120.0) -> None:
+        """Up only once every worker process polls (a cold interpreter takes seconds to import)."""
+        deadline = time.monotonic() + timeout
+        for proc, ready in readiness:
+            while not ready.is_set():
+                if not proc.is_alive():
+                    raise SettingsError(
+                        f"worker process {proc.name} exited with code {proc.exitcode} at start"
+                    )
+                if time.monotonic() > deadline:
+                    raise SettingsError(f"worker process {proc.name} not polling after {timeout:.0f}s")
+                await asyncio.sleep(0.1)
+        log.info("%s more worker processes polling", len(readiness))
+
+    def _stop_worker_processes(self) -> None:
+        for proc in self.worker_processes:
+            proc.terminate()  # SIGTERM: the worker finishes its tasks in hand
+        for proc in self.worker_processes:
+            proc.join(timeout=20)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        self.worker_processes = []
+
     async def _start_bot(self) -> None:
         assert self.client and self.bot and self.http_app is not None
         s = self.settings
-        edge = TemporalEdge(self.client, s.temporal_task_queue, ChatRouting(self.pool))
+        assert self.pool is not None
+        edge = TemporalEdge(
+            self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id]
+        )
+        assert edge.relay is not None
+        # Before the first update arrives: what a crash left stored is handed over first.
+        await edge.relay.start()
+        self.relay = edge.relay
         dp = build_dispatcher(edge)
         self.health.set("bot", False)
         if s.telegram_mode == "webhook":
@@ -388,6 +461,9 @@ class Stack:
         for task in self._tasks:
             if task.get_name() == "polling":
                 task.cancel()
+        if self.relay is not None:
+            await self.relay.stop()
+        await asyncio.to_thread(self._stop_worker_processes)
         if self._workers is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._workers.shutdown(), timeout=20)

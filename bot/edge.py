@@ -1,22 +1,25 @@
-"""The thin edge: hand each Telegram update to Temporal, acknowledge only once Temporal has it."""
+"""The thin edge: store each Telegram update durably, acknowledge it, and hand it to Temporal.
+
+With an inbox (the stack's way) an update is acknowledged once it is committed in PostgreSQL and the
+relay starts its workflow; without one (tests of a single flow) it is started before the acknowledgement.
+Either way Telegram's acknowledgement comes only after the update is durably somewhere.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 from temporalio.client import Client
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from autodispatch.db import system_tx
+from autodispatch.db import SYSTEM_TENANT, system_tx
+from bot.inbox import Inbox, InboxItem, InboxRelay
 from schemas.telegram import TelegramUpdateReceived, main_workflow_id
-from workflows.ids import CHAT_ID, TENANT_ID
-from workflows.main import MainWorkflow
+from workflows.ids import CHAT_ID, ORDER_ID, TENANT_ID, order_id_for
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,8 @@ log = logging.getLogger(__name__)
 class ChatRoute:
     tenant_id: str | None
     task_queue: str | None
+    driver_name: str | None = None
+    calendar_id: str | None = None
 
 
 class ChatRouting:
@@ -48,46 +53,92 @@ class ChatRouting:
             return ChatRoute(None, None)
         async with system_tx(self.pool) as conn:
             row = await conn.fetchrow(
-                "SELECT d.tenant_id, t.task_queue FROM drivers d JOIN tenants t USING (tenant_id) WHERE d.chat_id = $1",
+                """SELECT d.tenant_id, t.task_queue, d.driver_name, d.calendar_id
+                   FROM drivers d JOIN tenants t USING (tenant_id) WHERE d.chat_id = $1""",
                 chat_id,
             )
-        route = ChatRoute(row["tenant_id"], row["task_queue"]) if row else ChatRoute(None, None)
+        route = ChatRoute(**dict(row)) if row else ChatRoute(None, None)
         self._cache[chat_id] = (now + self.ttl, route)
         return route
 
 
 class TemporalEdge:
-    def __init__(self, client: Client, task_queue: str, routing: ChatRouting) -> None:
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str,
+        routing: ChatRouting,
+        inbox: Inbox | None = None,
+        bot_ids: list[int] | None = None,
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.routing = routing
+        self.relay = InboxRelay(inbox, self.start_workflow, bot_ids or []) if inbox is not None else None
 
-    async def hand_over(
-        self,
-        received: TelegramUpdateReceived,
-        workflow: Callable[[Any, TelegramUpdateReceived], Awaitable[Any]] = MainWorkflow.run,
-    ) -> bool:
-        """Start the flow for this update (MainWorkflow unless a handler names another, e.g. the
-        invoice flow of /subscribe). True if started now, False if it already was (redelivery).
+    async def hand_over(self, received: TelegramUpdateReceived, workflow: str = "MainWorkflow") -> bool:
+        """Store the update for its flow (MainWorkflow unless a handler names another, e.g. the invoice
+        flow of /subscribe). True if stored (or started) now, False if it already was (redelivery).
 
-        Raises when Temporal does not accept it: the caller must then not acknowledge the update.
+        Raises when the update could not be stored: the caller must then not acknowledge it.
         """
         route = await self.routing.route(received.chat_id)
+        item = InboxItem(
+            tenant_id=route.tenant_id or SYSTEM_TENANT,
+            received=received,
+            workflow=workflow,
+            task_queue=route.task_queue,
+            driver_name=route.driver_name,
+            calendar_id=route.calendar_id,
+        )
+        if self.relay is None:
+            return await self.start_workflow(item)
+        stored = await self.relay.inbox.put(item)
+        if stored:
+            self.relay.push(item)
+        return stored
+
+    async def start_workflow(self, item: InboxItem) -> bool:
+        """Start the update's flow; False if it was started before. Raises if Temporal refuses."""
+        received = item.received
+        # Given at the start, they ride on it: the flow upserts them only if the whitelist changed since.
         attrs = [SearchAttributePair(CHAT_ID, str(received.chat_id))]
-        if route.tenant_id:
-            attrs.append(SearchAttributePair(TENANT_ID, route.tenant_id))
+        memo: dict[str, str] | None = None
+        if item.tenant_id != SYSTEM_TENANT:
+            attrs.append(SearchAttributePair(TENANT_ID, item.tenant_id))
+            if received.kind == "text" and received.message_id is not None:
+                order_id = order_id_for(item.tenant_id, received.chat_id, received.message_id)
+                attrs.append(SearchAttributePair(ORDER_ID, order_id))
+            if item.driver_name is not None and item.calendar_id is not None:
+                memo = {"driver": item.driver_name, "calendar_id": item.calendar_id}
         try:
             await self.client.start_workflow(
-                workflow,
+                item.workflow,
                 received,
                 id=main_workflow_id(received.bot_id, received.update_id),
-                task_queue=route.task_queue or self.task_queue,
+                task_queue=item.task_queue or self.task_queue,
                 # A closed workflow with this id means the update was handled: never run it again.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(attrs),
-                priority=Priority(fairness_key=route.tenant_id or "unknown"),
+                memo=memo,
+                static_summary=update_summary(received, item.driver_name),
+                priority=Priority(
+                    fairness_key=item.tenant_id if item.tenant_id != SYSTEM_TENANT else "unknown"
+                ),
             )
         except WorkflowAlreadyStartedError:
             log.info("update %s already handed over", received.update_id)
             return False
         return True
+
+
+def update_summary(received: TelegramUpdateReceived, driver_name: str | None) -> str:
+    """What the Temporal UI's list shows for the update's flow before anyone opens it."""
+    who = driver_name or received.sender_name or str(received.chat_id)
+    if received.kind == "callback":
+        what = f"button {received.callback_data or ''}".strip()
+    else:
+        what = " ".join(received.text.split())
+        if len(what) > 80:
+            what = what[:79] + "…"
+    return f"{who}: {what or received.kind}"

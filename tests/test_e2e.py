@@ -360,10 +360,11 @@ async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(
                 gap_duplicates.append(message_id)
 
 
-async def test_temporal_down_means_no_ack_and_the_update_lands_later(
+async def test_temporal_down_the_update_is_stored_acknowledged_and_lands_later(
     tmp_path: Path, postgres: Postgres, outside: Outside
 ) -> None:
-    """While Temporal is unreachable the webhook answers 5xx, Telegram keeps the update, nothing is lost."""
+    """While Temporal is unreachable the edge still stores and acknowledges the update (Telegram need
+    not keep it); the inbox's relay hands it over once Temporal is back, and it lands once."""
     from autodispatch.embedded import free_port
 
     server = EmbeddedTemporal(tmp_path / "temporal", port=free_port(), headless=True)
@@ -379,17 +380,42 @@ async def test_temporal_down_means_no_ack_and_the_update_lands_later(
             def record() -> dict:
                 return next(u for u in outside.telegram.updates(token) if u["update_id"] == sent["update_id"])
 
-            while record()["attempts"] < 2:
-                await asyncio.sleep(0.2)
-            assert record()["pending"] is True
-            info = outside.telegram.webhook_info(token)
-            assert "503" in str(info.get("last_error_message", ""))
+            async with asyncio.timeout(30):
+                while record()["pending"]:
+                    await asyncio.sleep(0.1)
+            assert record()["attempts"] == 1, "acknowledged on the first delivery"
+            assert stack.relay is not None
+            async with asyncio.timeout(30):  # the relay tried and keeps the row for the next attempt
+                while not await _inbox_attempts(stack, sent["update_id"]):
+                    await asyncio.sleep(0.1)
             server.start()
             result = await finished(stack, sent["update_id"])
             assert result.outcome == "event_created"
             assert len(await events_of(outside, calendar_id)) == 1
+            assert len(replies(outside, stack, chat_id)) == 1
+            async with asyncio.timeout(10):  # handed over, so retired from the inbox
+                while await _inbox_row(stack, sent["update_id"]) is not None:
+                    await asyncio.sleep(0.1)
     finally:
         server.stop()
+
+
+async def _inbox_row(stack: Stack, update_id: int) -> dict | None:
+    from autodispatch.db import system_tx
+
+    assert stack.pool is not None and stack.bot is not None
+    async with system_tx(stack.pool) as conn:
+        row = await conn.fetchrow(
+            "SELECT attempts, last_error FROM telegram_inbox WHERE bot_id = $1 AND update_id = $2",
+            stack.bot.id,
+            update_id,
+        )
+    return dict(row) if row else None
+
+
+async def _inbox_attempts(stack: Stack, update_id: int) -> int:
+    row = await _inbox_row(stack, update_id)
+    return row["attempts"] if row else 0
 
 
 async def test_up_in_sandbox_mode_then_chat(session_dir: Path) -> None:

@@ -27,7 +27,6 @@ from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
 from schemas.billing import PaymentReceived, parse_invoice_payload
 from schemas.telegram import outbound_task_queue
-from workflows.subscription import InvoiceWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ PRE_CHECKOUT_BUDGET = 7.0
 async def on_subscribe(message: Message, event_update: Update, bot: Bot, edge: TemporalEdge) -> None:
     # A redelivered /subscribe is the same update, so the same workflow id: one invoice.
     received = received_from(bot.id, event_update, message, "command", message.text or "")
-    await edge.hand_over(received, workflow=InvoiceWorkflow.run)
+    await edge.hand_over(received, workflow="InvoiceWorkflow")
 
 
 async def check_pre_checkout(pool: asyncpg.Pool, payload: str) -> tuple[str | None, str | None]:
