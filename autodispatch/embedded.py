@@ -31,7 +31,7 @@ class EmbeddedError(RuntimeError):
     pass
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # Runs in the child between fork and exec: SIGTERM when the parent goes away.
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -140,7 +140,7 @@ class ManagedProcess:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG
             start_new_session=True,  # Ctrl-C reaches us; we stop children in order
             env=self.env,
             **kwargs,  # type: ignore[arg-type]
@@ -207,6 +207,9 @@ class EmbeddedTemporal:
             "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
             "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
             "--dynamic-config-value", "system.enableActivityEagerExecution=true",
+            # The CLI forces a cache refresh on every read (handy while registering attributes by hand);
+            # ours are registered at start, and every start and upsert paid for a refresh.
+            "--dynamic-config-value", "system.forceSearchAttributesCacheRefreshOnRead=false",
             # The dev server's SQLite is its bottleneck; WAL keeps readers off the writer's back.
             "--sqlite-pragma", "journal_mode=wal",
             "--sqlite-pragma", "synchronous=normal",

@@ -705,6 +705,11 @@ def card_buttons(
     return [row]
 
 
+def workflow_summary(order: ParsedOrder, time_zone: str, driver_name: str) -> str:
+    """ "05.12 14:00 Шереметьево → Ленина 10 · Иван": an order's line in the Temporal UI's list."""
+    return f"{short_order(order, time_zone)} · {driver_name}"
+
+
 def local_day(at: datetime, time_zone: str) -> tuple[datetime, datetime]:
     """[local midnight, next local midnight) of the day `at` falls on in `time_zone`."""
     zone = ZoneInfo(time_zone)

@@ -32,6 +32,7 @@ class Calendar2AutoWorkflow:
         # Retried with the same policy for as long either way (local activities back off on timers past
         # the first minute), so a Google outage still loses nothing.
         retried = {
+            "summary": f"event {req.order_id} in {req.calendar_id}",
             "start_to_close_timeout": CALENDAR_TIMEOUT,
             "schedule_to_close_timeout": CALENDAR_GIVE_UP,
             "retry_policy": CALENDAR_RETRY,

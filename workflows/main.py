@@ -141,6 +141,7 @@ class MainWorkflow:
         return await workflow.execute_local_activity_method(
             ParseActivities.parse_order,
             _parse_input(text, update, driver, "fields" if mode == "fields" else "order"),
+            summary=f"parse the {mode}",
             start_to_close_timeout=policies.PARSE_TIMEOUT,
             retry_policy=policies.PARSE_RETRY,
         )
@@ -189,8 +190,13 @@ class MainWorkflow:
         self._tenant_id = driver.tenant_id
         for row in self._audit:
             row.tenant_id = driver.tenant_id
-        workflow.upsert_search_attributes([TENANT_ID.value_set(driver.tenant_id)])
-        workflow.upsert_memo({"driver": driver.driver_name, "calendar_id": driver.calendar_id})
+        memo = {"driver": driver.driver_name, "calendar_id": driver.calendar_id}
+        # The edge gives them at the start, where they ride on it; each upsert is a visibility write.
+        at_start = workflow.patched("attributes-at-start")
+        if not at_start or workflow.info().typed_search_attributes.get(TENANT_ID) != driver.tenant_id:
+            workflow.upsert_search_attributes([TENANT_ID.value_set(driver.tenant_id)])
+        if not at_start or any(workflow.memo_value(k, None, type_hint=str) != v for k, v in memo.items()):
+            workflow.upsert_memo(memo)
         self._record("whitelist", "driver_resolved", update, driver=driver.driver_name, status=driver.status)
         if driver.settings.language:  # the driver's /settings choice beats their Telegram app's language
             lang = driver.settings.language
@@ -536,6 +542,7 @@ class MainWorkflow:
         return await workflow.execute_local_activity_method(
             ParseActivities.parse_message,
             _parse_input(update.text, update, driver),
+            summary="parse the message",
             start_to_close_timeout=policies.PARSE_TIMEOUT,
             retry_policy=policies.PARSE_RETRY,
         )
@@ -702,8 +709,10 @@ class MainWorkflow:
         assert update.message_id is not None
         sfx = f"#{index}" if index else ""  # the first (or only) order keeps the step names it always had
         self._order_id = order_id = order_id_for(driver.tenant_id, driver.chat_id, update.message_id, index)
-        if not index:
+        if not index and workflow.info().typed_search_attributes.get(ORDER_ID) != order_id:
             workflow.upsert_search_attributes([ORDER_ID.value_set(order_id)])
+        summary = texts.workflow_summary(parsed, driver.time_zone, driver.driver_name)
+        workflow.set_current_details(summary)
         self._record(f"parsed{sfx}", "order_parsed", update, order=parsed.to_flat_json())
 
         record = OrderRecord(
@@ -732,6 +741,7 @@ class MainWorkflow:
                 Calendar2AutoWorkflow.run,
                 calendar_write,
                 id=calendar_workflow_id(order_id),
+                static_summary=summary,
                 task_queue=driver.task_queue or workflow.info().task_queue,
                 search_attributes=workflow.info().typed_search_attributes,
                 priority=Priority(fairness_key=driver.tenant_id),

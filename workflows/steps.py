@@ -33,6 +33,7 @@ async def lookup_driver(chat_id: int) -> DriverLookup:
     return await workflow.execute_local_activity_method(
         StoreActivities.lookup_driver,
         LookupDriverInput(chat_id=chat_id),
+        summary=f"whitelist: chat {chat_id}",
         start_to_close_timeout=policies.DB_TIMEOUT,
         retry_policy=policies.DB_RETRY,
     )
@@ -43,6 +44,7 @@ async def write_audit(rows: list[AuditEntry], order: OrderRecord | None = None) 
     await workflow.execute_local_activity_method(
         StoreActivities.finish_step,
         FinishStepInput(audit=rows, order=order),
+        summary=f"audit: {', '.join(dict.fromkeys(r.action for r in rows))}"[:200],
         start_to_close_timeout=policies.DB_TIMEOUT,
         retry_policy=policies.DB_RETRY,
     )
@@ -54,6 +56,7 @@ async def send_reply(req: SendReplyInput, task_queue: str | None) -> ReplySent:
     return await workflow.execute_activity_method(
         TelegramActivities.send_reply,
         req,
+        summary=f"reply {req.step} to chat {req.chat_id}",
         task_queue=task_queue or workflow.info().task_queue,
         start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
         schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
