@@ -34,7 +34,9 @@ def _setup_logging(settings: Settings) -> None:
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch.stack import Stack, run_until_signalled
 
-    asyncio.run(run_until_signalled(Stack(settings)))
+    if args.workers < 1:
+        raise SettingsError("configuration error: --workers: at least 1")
+    asyncio.run(run_until_signalled(Stack(settings, workers=args.workers)))
     return 0
 
 
@@ -172,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("up", help="start the whole stack (embedded defaults for what is not configured)")
+    up = sub.add_parser("up", help="start the whole stack (embedded defaults for what is not configured)")
+    up.add_argument("--workers", type=int, default=1,
+                    help="worker processes (one core each; default 1): the stack's own plus N-1 joining it")  # fmt: skip
     w = sub.add_parser("worker", help="run a worker joining a running stack")
     w.add_argument("--tenant", help="serve a dedicated tenant's queue tenant-<id>")
     w.add_argument("--task-queue", help="serve this task queue")

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "INFO"
+    # "passthrough": the workflow modules are imported once, not afresh for every workflow run (about a
+    # quarter of the worker's CPU); the strict sandbox's checks still run in CI, whose workflow tests and
+    # replays use it. "strict": the SDK's default everywhere.
+    workflow_sandbox: Literal["strict", "passthrough"] = "passthrough"
     default_time_zone: str = "Europe/Moscow"
 
     # Sandbox mode (no Telegram token / no Google credentials): the project's emulators on these ports.

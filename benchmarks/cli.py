@@ -42,6 +42,7 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:  # type
                    help="the app's Telegram send budget, messages/s per bot (default: Telegram's 30, or "
                         "unlimited when only `max` runs: its cap is off); per-chat pacing goes with it")  # fmt: skip
     p.add_argument("--no-baseline", action="store_true", help="skip the no-Temporal baseline")
+    p.add_argument("--workers", type=int, default=1, help="worker processes of the stack (default 1)")
     p.add_argument("--profile", action="store_true",
                    help="pyinstrument profile of the bench process per durable phase → results dir")  # fmt: skip
     p.add_argument("--results-dir", type=Path, default=Path("bench/results"))
@@ -87,7 +88,7 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
         results_dir=args.results_dir, benchmarks_md=None if args.no_write else args.benchmarks_md,
         command="autodispatch " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"]
         else "autodispatch bench " + shlex.join(a for a in sys.argv[1:]),
-        keep_data=args.keep_data,
+        keep_data=args.keep_data, workers=args.workers,
     )  # fmt: skip
     results = asyncio.run(run(opts))
     if not args.no_write:

@@ -73,6 +73,7 @@ class BenchOptions:
     command: str = ""
     keep_data: bool = False
     stall_s: float = 60.0
+    workers: int = 1
     # The app's own Telegram send budget (outbound queue rate limit, per-chat pacing): Telegram's
     # 30/s and 1/s by default; `max` alone lifts it ("cap off"), see cli.py.
     send_budget: float = 30.0
@@ -100,7 +101,7 @@ class Phase:
         firsts = [min(o.replies) for o in replied]
         span = (max(firsts) - start) if firsts else 0.0
         series = per_second(firsts, start)
-        cpu_s = sum(v for k, v in self.cpu.items() if k in system)
+        cpu_s = sum(v for k, v in self.cpu.items() if k in system or k.split("-", 1)[0] in system)
         others = CpuMeter.others(self.cpu)
         submit_errors = sum(1 for o in self.orders if o.error is not None)
         out: dict[str, Any] = {
@@ -192,7 +193,7 @@ class Bench:
             telegram_per_chat_interval=1.0 / self.opts.send_budget_per_chat if self.opts.send_budget_per_chat else 0.0,
         )  # fmt: skip
         # Default durability (fsync on): the numbers are those of `autodispatch up`.
-        self.stack = Stack(self.settings, announce=False)
+        self.stack = Stack(self.settings, announce=False, workers=self.opts.workers)
         await self.stack.start()
         assert self.stack.temporal and self.stack.postgres
         self.cpu.pids = {
@@ -201,6 +202,9 @@ class Bench:
             "postgres": self.stack.postgres.process.proc.pid,
             "emulators": self.emu_proc.pid,
         }
+        for proc in self.stack.worker_processes:  # `--workers N`: the others count as the app too
+            assert proc.pid is not None and proc.name is not None
+            self.cpu.pids[f"app-{proc.name}"] = proc.pid
         if self.opts.baseline:
             self._baseline_pool = await db.create_pool(self.stack.app_dsn, max_size=20)
             self._baseline_bot = make_bot(BASELINE_TOKEN, self.emu.telegram)

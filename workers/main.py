@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import Callable
+from typing import Any
 
 from activities.calendar import CalendarService
 from autodispatch import db
+from autodispatch.embedded import die_with_parent
 from autodispatch.runtime import calendar_root, dsns, telegram_endpoint
 from autodispatch.settings import Settings
 from autodispatch.stack import connect_with_retry
@@ -18,7 +22,14 @@ from workers.worker import build_workers
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = False) -> None:
+async def run_worker(
+    settings: Settings,
+    task_queue: str,
+    *,
+    dedicated: bool = False,
+    serve_outbound: bool | None = None,
+    ready: Callable[[], object] | None = None,
+) -> None:
     token, api_base = telegram_endpoint(settings)
     calendar = CalendarService.from_settings(calendar_root(settings), settings.google_service_account_file)
     _, app_dsn = dsns(settings)
@@ -27,9 +38,10 @@ async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = F
     client = await connect_with_retry(settings)
     # A dedicated tenant's worker serves only its own queue; Telegram's outbound queue stays with the
     # shared worker: the send budget is the bot's, whoever sends.
+    outbound = not dedicated if serve_outbound is None else serve_outbound
     workers = build_workers(
         client, task_queue, pool=pool, bot=bot, calendar=calendar, settings=settings,
-        serve_outbound=not dedicated,
+        serve_outbound=outbound,
     )  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -37,7 +49,9 @@ async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = F
         loop.add_signal_handler(sig, stop.set)
     print(f"worker polling task queue {task_queue!r}", flush=True)
     running = asyncio.create_task(workers.run())
-    if not dedicated:  # morning agendas (#5): the shared worker keeps every driver's Schedule in line
+    if ready is not None:
+        ready()
+    if outbound:  # morning agendas: the shared worker keeps every driver's Schedule in line
         await start_agenda_reconciler(client, task_queue)
     try:
         await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
@@ -45,3 +59,17 @@ async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = F
         await workers.shutdown()
         await bot.session.close()
         await pool.close()
+
+
+def worker_process(values: dict[str, Any], task_queue: str, ready: Any = None) -> None:
+    """One more worker process of `autodispatch up --workers N` (Python runs one core per process).
+
+    It serves the flow queue only: the bot's outbound queue stays with the stack's own worker, whose
+    pacer holds each chat's interval (pacing is per process)."""
+    die_with_parent()
+    settings = Settings(_env_file=None, **values)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_worker(settings, task_queue, serve_outbound=False, ready=ready.set if ready else None)
+        )

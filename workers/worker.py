@@ -15,6 +15,7 @@ import asyncpg
 from aiogram import Bot
 from temporalio.client import Client
 from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.billing import BillingActivities
 from activities.calendar import CalendarActivities, CalendarService
@@ -131,6 +132,18 @@ def ensure_bytecode(package_dirs: Iterable[Path]) -> int:
     return done
 
 
+def workflow_runner(sandbox: str) -> SandboxedWorkflowRunner:
+    """The SDK's sandbox, with the project's own packages imported once per process if asked.
+
+    Passing them through keeps the sandbox's isolation of everything else but skips re-executing
+    our modules for every workflow run; their module state is constants only (no workflow writes it)."""
+    if sandbox == "strict":
+        return SandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PACKAGES)
+    )
+
+
 def build_workers(
     client: Client,
     task_queue: str,
@@ -168,6 +181,7 @@ def build_workers(
             client,
             task_queue=task_queue,
             workflows=list(WORKFLOWS),
+            workflow_runner=workflow_runner(settings.workflow_sandbox),
             activities=activities,
             activity_executor=executor,
             max_concurrent_activities=flow_activity_slots,
