@@ -92,6 +92,16 @@ async def test_without_ocr_the_caption_alone_is_the_order_as_before(
     assert texts.t("ru", "picture_caption_only") in fakes.replies[-1].text
 
 
+async def test_a_caption_on_a_picture_without_text_is_the_order_as_it_always_was(
+    time_skipping_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fakes = PictureFakes(parses={"order": FULL}, pictures=[PictureRead(status="ok", text="")])
+    async with worker(time_skipping_env.client, task_queue, fakes):
+        result = await run_main(time_skipping_env, task_queue, picture("order"))
+    assert result.outcome == "event_created" and fakes.events[0].original_text == "order"
+    assert "📷" not in fakes.replies[-1].text
+
+
 async def test_a_picture_without_an_order_says_what_to_send(
     time_skipping_env: WorkflowEnvironment, task_queue: str
 ) -> None:

@@ -330,8 +330,9 @@ class MainWorkflow:
             self._picture_note = texts.t(lang, "picture_note")
             text = f"{caption}\n{read.text}" if caption else read.text
             return update.model_copy(update={"kind": "text", "text": text})
-        if caption:  # the caption alone, as before pictures were read; the card says so
-            self._picture_note = texts.t(lang, "picture_caption_only")
+        if caption:  # the caption alone, as before pictures were read; the card says if the picture failed
+            if read.status != "ok":
+                self._picture_note = texts.t(lang, "picture_caption_only")
             return update.model_copy(update={"kind": "text"})
         if read.status == "ok":  # a picture with no text in it (a photo of a car, a blank screen)
             return await self._end(update, "not_an_order", "reply", texts.t(lang, "picture_no_order"))
