@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import resource
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -59,15 +60,16 @@ class Measurement:
     text_right: int = 0  # fields the text parser gets right (the denominator)
     picture_right: int = 0  # of those, fields the OCR path gets right too
     fields: int = 0  # every expected field
-    seconds: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # wall time per picture (decode, downscale, OCR)
+    cpu_seconds: list[float] = field(default_factory=list)  # CPU per picture: ours and Tesseract's
     misses: list[str] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
         return self.picture_right / self.text_right if self.text_right else 0.0
 
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.seconds)
+    def percentile(self, q: float, cpu: bool = False) -> float:
+        ordered = sorted(self.cpu_seconds if cpu else self.seconds)
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
@@ -86,7 +88,10 @@ def measure(
         right = [k for k, want in expect.items() if scorer.field_ok(k, want, typed.get(k))]
         chosen = (layouts[number % len(layouts)],) if rotate else layouts
         for layout in chosen:
-            picture = read_picture(render_png(case["text"], layout, scale))
+            png = render_png(case["text"], layout, scale)
+            before = _cpu()
+            picture = read_picture(png)
+            result.cpu_seconds.append(_cpu() - before)
             result.seconds.append(picture.seconds)
             read = parse_case(case, picture.text)
             result.fields += len(expect)
@@ -100,6 +105,12 @@ def measure(
                         f" from {picture.text!r}"
                     )
     return result
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (each Tesseract run)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def load_cases(path: Path) -> list[dict[str, Any]]:
@@ -127,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"OCR seconds per picture: p50 {result.percentile(0.5):.2f}, p99 {result.percentile(0.99):.2f}, "
-        f"mean {statistics.fmean(result.seconds):.2f}"
+        f"mean {statistics.fmean(result.seconds):.2f}; CPU p50 {result.percentile(0.5, cpu=True):.2f}, "
+        f"p99 {result.percentile(0.99, cpu=True):.2f}, mean {statistics.fmean(result.cpu_seconds):.2f}"
     )
     return 0
 
