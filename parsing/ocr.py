@@ -184,6 +184,10 @@ _FIXES = (
     (re.compile(r"(?<=\d) ?[рp][тm]\b"), " pm"),  # "2:15 рт": Cyrillic letters for Latin ones
     (re.compile(r"(?<=\d) ?[аa][тm]\b"), " am"),
     (re.compile(r"[|]"), "I"),
+    # Tesseract often reads the rouble sign as a "2" glued to a round price ("2200₽" → "22002", "1 900 ₽"
+    # → "19002", "2 100 ₽" → "2 100 2"). Only a price standing on its own (a line's start or after ", ",
+    # then the end or a comma) is taken back: house numbers, flights and phones keep their digits.
+    (re.compile(r"(?:(?<=^)|(?<=, ))(\d{1,3} \d00|\d+00) ?2(?=$|[,;])"), r"\1 ₽"),
 )
 
 

@@ -105,3 +105,25 @@ def test_public_orders_as_screenshots_keep_90_percent_of_the_text_parsers_fields
     result = measure(load_cases(PUBLIC_CORPUS), rotate=True)
     assert len(result.seconds) == 20 and result.text_right >= 120
     assert result.accuracy >= 0.90, "\n".join(result.misses)
+
+
+@pytest.mark.parametrize(
+    ("read", "meant"),
+    [
+        ("Тверская 12 → Шереметьево, 22002", "Тверская 12 → Шереметьево, 2200 ₽"),  # ₽ read as a 2
+        ("19002", "1900 ₽"),  # "1 900 ₽" on its own line
+        ("Курский вокзал — Внуково, 2 100 2", "Курский вокзал — Внуково, 2 100 ₽"),
+        ("Цена: 2700 Р", "Цена: 2700 ₽"),
+        ("Бутово → Домодедово, 1300p", "Бутово → Домодедово, 1300 ₽"),
+        ("Шереметьево В > Долгопрудный", "Шереметьево В → Долгопрудный"),
+        ("Киевский вокзал —> Новопеределкино", "Киевский вокзал → Новопеределкино"),
+        ("Пулково - Пушкин", "Пулково — Пушкин"),
+        ("Nov 25, 2:15 рт", "Nov 25, 2:15 pm"),
+        # Digits that are no price keep their last 2: a house, a flight, a phone.
+        ("Зеленоград, корп. 2002", "Зеленоград, корп. 2002"),
+        ("рейс SU 1002", "рейс SU 1002"),
+        ("+7 916 100-20-02", "+7 916 100-20-02"),
+    ],
+)
+def test_what_tesseract_makes_of_order_symbols_is_taken_back(read: str, meant: str) -> None:
+    assert ocr.clean([read]) == meant
