@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench install clean
+.PHONY: run test lint format bench install clean os-packages
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -14,12 +14,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Tesseract OCR and DejaVu fonts from Debian where missing (as root); otherwise says what to install.
+os-packages:
+	@bash .ci/os-packages.sh
 
-run: $(STAMP)
+install: os-packages $(STAMP)
+
+run: os-packages $(STAMP)
 	$(BIN)/autodispatch up
 
-test: $(STAMP)
+test: os-packages $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -41,6 +41,18 @@ TEXTS: dict[str, dict[str, str]] = {
             "Я добавлю его в ваш Google Календарь и пришлю подтверждение."
         ),
         "send_text": "Я понимаю только текст заказа. Пришлите его сообщением.",
+        "picture_note": "📷 Заказ прочитан с картинки — проверьте время, адреса и телефон.",
+        "picture_caption_only": "📷 Саму картинку прочитать не удалось, заказ записан по подписи к ней.",
+        "picture_unavailable": (
+            "Картинки на этом сервере пока не читаются (не установлено распознавание текста). "
+            "Пришлите заказ текстом."
+        ),
+        "picture_unreadable": (
+            "Не смог прочитать картинку. Пришлите заказ текстом или скриншот, где текст крупный и чёткий."
+        ),
+        "picture_no_order": (
+            "На картинке не нашёл заказа. Пришлите скриншот, где видны время и адреса, или текст заказа."
+        ),
         "ask_pickup_at": "Не понял время подачи. Когда подать машину? (например «завтра 9:30»)\nОтветьте «отмена», чтобы отменить.",
         "ask_pickup_address": "Не понял адрес подачи. Откуда забрать клиента?\nОтветьте «отмена», чтобы отменить.",
         "cancelled": "Заказ отменён, в календарь ничего не записано.",
@@ -304,6 +316,18 @@ TEXTS: dict[str, dict[str, str]] = {
             "I will add it to your Google Calendar and confirm."
         ),
         "send_text": "I only understand order texts. Please send it as a text message.",
+        "picture_note": "📷 Read from a picture — please check the time, the addresses and the phone.",
+        "picture_caption_only": "📷 The picture itself could not be read; the order is from its caption.",
+        "picture_unavailable": (
+            "Pictures cannot be read on this server yet (text recognition is not installed). "
+            "Please send the order as text."
+        ),
+        "picture_unreadable": (
+            "I could not read the picture. Please send the order as text, or a screenshot with large, sharp text."
+        ),
+        "picture_no_order": (
+            "I found no order in the picture. Send a screenshot that shows the time and the addresses, or the text."
+        ),
         "ask_pickup_at": "I could not read the pickup time. When is the pickup? (e.g. “tomorrow 9:30”)\nReply “cancel” to drop it.",
         "ask_pickup_address": "I could not read the pickup address. Where do you pick the client up?\nReply “cancel” to drop it.",
         "cancelled": "Order cancelled; nothing was written to your calendar.",

@@ -8,7 +8,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
 from bot.edge import TemporalEdge
-from bot.handlers import callbacks, commands, orders, other, payments
+from bot.handlers import callbacks, commands, orders, other, payments, pictures
 
 # Updates the flows handle; anything else Telegram need not send us.
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "pre_checkout_query"]
@@ -20,6 +20,7 @@ def build_dispatcher(edge: TemporalEdge) -> Dispatcher:
     dp.include_routers(
         commands.build_router(),
         payments.build_router(),
+        pictures.build_router(),  # before orders: a screenshot's caption is read with the picture
         orders.build_router(),
         callbacks.build_router(),
         other.build_router(),

@@ -10,11 +10,14 @@ synchronous stretch of code between awaits, which is what keeps it consistent wi
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import copy
 import email.parser
 import email.policy
 import html
+import io
 import json
 import logging
 import math
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_RE = re.compile(r"^(\d+):([A-Za-z0-9_-]{10,})$")
 MAX_TEXT_LEN = 4096
+MAX_DOWNLOAD = 20 * 1024**2  # getFile serves files up to 20 MB (Bot API)
 
 # Methods that produce something in a chat: the ones Telegram rate-limits and the ones failure
 # injection targets (failing a read like getUpdates would only test aiogram's polling loop).
@@ -523,6 +527,16 @@ class _Webhook:
 
 
 @dataclass
+class _File:
+    """A file a user sent: getFile gives its path, /file/bot<token>/<path> its bytes."""
+
+    file_id: str
+    file_unique_id: str
+    file_path: str
+    data: bytes
+
+
+@dataclass
 class _Bot:
     token: str
     bot_id: int
@@ -542,6 +556,7 @@ class _Bot:
     commands: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     pre_checkouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, _File] = field(default_factory=dict)  # by file_id
     webhook: _Webhook | None = None
     webhook_task: asyncio.Task[None] | None = None
     webhook_wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -580,6 +595,15 @@ async def _wait_until(
             raise TimeoutError
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(signal().wait(), remaining)
+
+
+def _blank_picture() -> bytes:
+    """A white 800x600 PNG: the photo of a test that only cares that a photo was sent."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (800, 600), 255).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _update_type(update: dict[str, Any]) -> str:
@@ -678,6 +702,7 @@ class TelegramEmulator:
         r.add_post("/_emulator/bots/{token}/chats", self._h_add_chat)
         r.add_post("/_emulator/bots/{token}/chats/{chat_id}/block", self._h_block)
         r.add_get("/_emulator/bots/{token}/commands", self._h_commands)
+        r.add_get("/file/bot{token}/{path:.+}", self._h_file)
         r.add_route("GET", "/bot{token}/{method}", self._h_api)
         r.add_route("POST", "/bot{token}/{method}", self._h_api)
         return app
@@ -756,8 +781,11 @@ class TelegramEmulator:
             bot.blocked.discard(int(chat_id))
 
     def user_sends(self, token: str, chat_id: int, text: str | None = None, **kw: Any) -> dict[str, Any]:
-        """A user writes to the bot. Keywords: from_user (or "from"), caption, photo, sticker, voice,
-        forward_origin, forwarded_from_name, reply_to_message_id, entities. Returns update_id and message_id."""
+        """A user writes to the bot. Keywords: from_user (or "from"), caption, photo, document, sticker, voice,
+        forward_origin, forwarded_from_name, reply_to_message_id, entities. Returns update_id and message_id.
+
+        `photo` is the picture's bytes (True: a blank 800x600 one); the bot fetches it with getFile as from
+        Telegram. `document` is {"data": bytes, "file_name", "mime_type"}: a file sent without compression."""
         bot = self._bot(token)
         chat_id = int(chat_id)
         known = {
@@ -765,6 +793,7 @@ class TelegramEmulator:
             "from",
             "caption",
             "photo",
+            "document",
             "sticker",
             "voice",
             "forward_origin",
@@ -792,23 +821,9 @@ class TelegramEmulator:
             if kw.get("entities"):
                 message["entities"] = kw["entities"]
         if kw.get("photo"):
-            uid = secrets.token_hex(6)
-            message["photo"] = [
-                {
-                    "file_id": f"AgAC{uid}s",
-                    "file_unique_id": f"AQ{uid}s",
-                    "width": 90,
-                    "height": 67,
-                    "file_size": 1200,
-                },
-                {
-                    "file_id": f"AgAC{uid}m",
-                    "file_unique_id": f"AQ{uid}m",
-                    "width": 800,
-                    "height": 600,
-                    "file_size": 64000,
-                },
-            ]
+            message["photo"] = self._photo_sizes(bot, kw["photo"])
+        if kw.get("document"):
+            message["document"] = self._document(bot, kw["document"])
         if kw.get("sticker"):
             uid = secrets.token_hex(6)
             message["sticker"] = {
@@ -994,6 +1009,52 @@ class TelegramEmulator:
                 info["last_error_date"] = bot.webhook.last_error_date
                 info["last_error_message"] = bot.webhook.last_error_message
         return info
+
+    # ------------------------------------------------------------------ internals: files
+
+    def _store_file(self, bot: _Bot, prefix: str, folder: str, suffix: str, data: bytes) -> _File:
+        uid = secrets.token_hex(8)
+        stored = _File(
+            file_id=f"{prefix}{uid}", file_unique_id=f"AQAD{uid[:10]}",
+            file_path=f"{folder}/file_{len(bot.files)}{suffix}", data=data,
+        )  # fmt: skip
+        bot.files[stored.file_id] = stored
+        return stored
+
+    def _photo_sizes(self, bot: _Bot, photo: bytes | bool) -> list[dict[str, Any]]:
+        """The PhotoSize list of a photo message: a 90-pixel thumbnail and the picture itself, largest last."""
+        from PIL import Image  # only for photos: the emulator starts without it otherwise
+
+        data = photo if isinstance(photo, bytes) else _blank_picture()
+        try:
+            with Image.open(io.BytesIO(data)) as picture:
+                width, height = picture.size
+                thumb = picture.convert("RGB")
+                thumb.thumbnail((90, 90))
+        except OSError as exc:
+            raise ValueError(f"photo is not a picture: {exc}") from None
+        buffer = io.BytesIO()
+        thumb.save(buffer, format="JPEG")
+        sizes = []
+        for blob, (w, h) in ((buffer.getvalue(), thumb.size), (data, (width, height))):
+            stored = self._store_file(bot, "AgACAgIAAxkBAAI", "photos", ".jpg", blob)
+            sizes.append({
+                "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+                "width": w, "height": h, "file_size": len(blob),
+            })  # fmt: skip
+        return sizes
+
+    def _document(self, bot: _Bot, document: Any) -> dict[str, Any]:
+        if not isinstance(document, dict) or not isinstance(document.get("data"), bytes):
+            raise ValueError('document must be {"data": bytes, "file_name"?, "mime_type"?}')
+        name = str(document.get("file_name") or "file")
+        suffix = "." + name.rsplit(".", 1)[1] if "." in name else ""
+        stored = self._store_file(bot, "BQACAgIAAxkBAAI", "documents", suffix, document["data"])
+        return {
+            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_name": name,
+            "mime_type": str(document.get("mime_type") or "application/octet-stream"),
+            "file_size": len(document["data"]),
+        }  # fmt: skip
 
     # ------------------------------------------------------------------ internals: bots, chats, updates
 
@@ -1200,6 +1261,7 @@ class TelegramEmulator:
             "sendinvoice": self._m_sendInvoice,
             "answerprecheckoutquery": self._m_answerPreCheckoutQuery,
             "getchat": self._m_getChat,
+            "getfile": self._m_getFile,
             "logout": self._m_logOut,
             "close": self._m_close,
         }
@@ -1680,6 +1742,32 @@ class TelegramEmulator:
             },
         }, None
 
+    async def _m_getFile(self, bot: _Bot, params: dict[str, Any]) -> tuple[Any, str | None]:
+        file_id = _p_str(params, "file_id", required=True)
+        stored = bot.files.get(file_id or "")
+        if stored is None:
+            raise _bad("wrong file_id or the file is temporarily unavailable")
+        if len(stored.data) > MAX_DOWNLOAD:
+            raise _bad("file is too big")
+        return {
+            "file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+            "file_size": len(stored.data), "file_path": stored.file_path,
+        }, None  # fmt: skip
+
+    async def _h_file(self, request: web.Request) -> web.Response:
+        """A file's bytes at https://api.telegram.org/file/bot<token>/<file_path>, as getFile named it."""
+        token, path = request.match_info["token"], request.match_info["path"]
+        bot = self._bots.get(token)
+        if bot is None or bot.revoked:
+            return web.json_response(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+            )
+        for stored in bot.files.values():
+            if stored.file_path == path and len(stored.data) <= MAX_DOWNLOAD:
+                self._method_calls["file_download"] += 1
+                return web.Response(body=stored.data, content_type="application/octet-stream")
+        return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+
     # ------------------------------------------------------------------ webhook delivery
 
     def _ensure_webhook_task(self, bot: _Bot) -> None:
@@ -1865,7 +1953,16 @@ class TelegramEmulator:
             chat_id = body["from"]["id"]
         text = body.pop("text", None)
         try:
+            # Pictures travel base64-encoded in the control API's JSON.
+            if "photo_base64" in body:
+                body["photo"] = base64.b64decode(body.pop("photo_base64"), validate=True)
+            if isinstance(body.get("document"), dict) and "data_base64" in body["document"]:
+                document = dict(body["document"])
+                document["data"] = base64.b64decode(document.pop("data_base64"), validate=True)
+                body["document"] = document
             return web.json_response(self.user_sends(bot.token, int(chat_id), text, **body))
+        except binascii.Error as exc:
+            return control_error(400, f"bad base64: {exc}")
         except (ValueError, TypeError, KeyError) as exc:
             return control_error(400, str(exc))
 

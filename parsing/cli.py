@@ -1,4 +1,5 @@
-"""`autodispatch parse`: one message → one JSON object, or `--jsonl` batches on stdin → JSON lines."""
+"""`autodispatch parse`: one message → one JSON object, or `--jsonl` batches on stdin → JSON lines;
+`--image FILE` reads an order screenshot with OCR first (the text, if given too, is its caption)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ _NULL_RESULT: dict[str, Any] = {key: None for key in ORDER_FIELDS} | {"is_order"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("text", nargs="?", help="the order text (omit with --jsonl)")
+    p.add_argument("text", nargs="?", help="the order text (omit with --jsonl; with --image: its caption)")
+    p.add_argument(
+        "--image",
+        metavar="FILE",
+        help="an order screenshot (PNG, JPEG, WebP...) read with Tesseract OCR; the text read goes to stderr",
+    )
     p.add_argument("--now", help="when the message arrived, ISO 8601 (default: now); naive = in --tz")
     p.add_argument(
         "--tz", default="Europe/Moscow", help="the driver's IANA time zone (default Europe/Moscow)"
@@ -81,9 +87,36 @@ def _batch(stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
     return 0
 
 
+def _read_image(path: str, caption: str | None) -> str | None:
+    """The screenshot's text after its caption, as the bot reads a photo; None (and why, on stderr)."""
+    from parsing import ocr  # Pillow and Tesseract only for pictures: text parsing stays light
+
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        picture = ocr.read_picture(data)
+    except OSError as exc:
+        print(f"parse: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    except (ocr.OcrUnavailable, ocr.PictureUnreadable, ocr.OcrTimeout) as exc:
+        print(f"parse: {path}: {exc}", file=sys.stderr)
+        return None
+    print(f"read from {path} ({picture.width}x{picture.height}, {picture.seconds:.2f} s):", file=sys.stderr)
+    print(picture.text or "(no text)", file=sys.stderr)
+    return f"{caption}\n{picture.text}" if caption else picture.text
+
+
 def run(args: argparse.Namespace) -> int:
     if args.jsonl:
+        if args.image:
+            print("parse: --image reads one picture; it does not combine with --jsonl", file=sys.stderr)
+            return 2
         return _batch(sys.stdin, sys.stdout, sys.stderr)
+    if args.image:
+        text = _read_image(args.image, args.text)
+        if text is None:
+            return 2
+        args.text = text
     if args.text is None:
         print("parse: give the order TEXT, or --jsonl to read requests from stdin", file=sys.stderr)
         return 2

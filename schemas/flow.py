@@ -19,6 +19,7 @@ Outcome = Literal[
     "calendar_failed",
     "calendar_paused",  # the driver's Google grant was revoked: kept, written after /connect (#6 phase 4)
     "unsupported_message",
+    "picture_unreadable",  # a screenshot with no caption that OCR could not read (or is not installed)
     "command",
     "order_cancelled",
     "callback_denied",

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-MessageKind = Literal["text", "command", "unsupported", "callback"]
+# "photo": a picture (a photo, or an image sent as a file) whose text is read with OCR; its caption is `text`.
+MessageKind = Literal["text", "command", "unsupported", "callback", "photo"]
 
 
 class TelegramUpdateReceived(BaseModel):
@@ -29,6 +30,7 @@ class TelegramUpdateReceived(BaseModel):
     reply_task_queue: str | None = None
     reply_to_message_id: int | None = None  # the message this one replies to (an order's card?)
     forwarded_from: str | None = None  # who wrote a forwarded message (a dispatcher, a client)
+    file_id: str | None = None  # the picture of a "photo" message (Telegram's file id, fetched with getFile)
 
 
 def outbound_task_queue(bot_id: int) -> str:
@@ -82,3 +84,25 @@ class EditCardInput(BaseModel):
     message_id: int
     text: str
     buttons: list[list[dict[str, str]]] | None = None  # None removes the buttons
+
+
+class ReadPictureInput(BaseModel):
+    """An order screenshot to read: fetched from Telegram by its file id, then OCR."""
+
+    file_id: str
+    chat_id: int
+    workflow_id: str
+
+
+PictureStatus = Literal["ok", "unavailable", "unreadable", "timeout"]
+
+
+class PictureRead(BaseModel):
+    """What was read from a picture; a status other than "ok" says why nothing was (`message`)."""
+
+    status: PictureStatus
+    text: str = ""
+    width: int | None = None
+    height: int | None = None
+    seconds: float | None = None
+    message: str | None = None

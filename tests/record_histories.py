@@ -23,6 +23,7 @@ from autodispatch.embedded import free_port
 from autodispatch.settings import Settings
 from autodispatch.stack import Stack
 from emulators.google import GoogleEmulator
+from emulators.screenshots import render_png
 from emulators.telegram import TelegramEmulator
 from schemas.telegram import main_workflow_id
 from workflows.ids import calendar_workflow_id
@@ -59,9 +60,19 @@ async def main() -> None:
                 press: str | None = None,
                 order_history: str | None = None,
                 calendar_history: str | None = None,
+                picture: bool = False,
             ) -> None:
                 before = len(telegram.sent(token, chat_id)) if chat_id != 999 else 0
-                sent = telegram.user_sends(token, chat_id, text, from_user={"id": chat_id, **user})
+                if picture:  # the order as a screenshot, read with OCR
+                    sent = telegram.user_sends(
+                        token,
+                        chat_id,
+                        None,
+                        photo=render_png(text, "chat"),
+                        from_user={"id": chat_id, **user},
+                    )
+                else:
+                    sent = telegram.user_sends(token, chat_id, text, from_user={"id": chat_id, **user})
                 handle = stack.client.get_workflow_handle(main_workflow_id(stack.bot.id, sent["update_id"]))
                 if answer:
                     await telegram.wait_for_sent(token, chat_id, before + 1, timeout=30)
@@ -146,6 +157,10 @@ async def main() -> None:
             )
             await drive("lifecycle_reschedule_by_phone", 501, "перенос +7 916 555-44-33 на 21:00")
             await drive("lifecycle_command_today", 501, "/today")
+            await drive(
+                "picture_order_created", 501, "послезавтра 16:40 Внуково → Химки, 2000₽, Анна +7 916 123-45-67",
+                picture=True,
+            )  # fmt: skip
 
             # An admin approves a pending driver (#6): the agenda sync the CLI asks for, which (since the
             # access notice) also starts the driver's "access open" message. Named by shape.

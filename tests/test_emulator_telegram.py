@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +34,7 @@ from aiogram.types import (
     ReplyParameters,
 )
 from aiohttp import web
+from PIL import Image
 
 from emulators.telegram import TelegramEmulator
 
@@ -582,3 +585,43 @@ async def test_reset_clears_everything(emu: TelegramEmulator, bot: Bot, http: ai
     assert emu.stats()["methods"] == {}
     with pytest.raises(TelegramBadRequest, match="chat not found"):
         await bot.send_message(CHAT, "x")
+
+
+async def test_photo_and_image_document_are_fetched_with_get_file(
+    emu: TelegramEmulator, bot: Bot, http: aiohttp.ClientSession
+) -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (1024, 700), "#dcf8c6").save(picture, format="PNG")
+    png = picture.getvalue()
+    async with http.post(
+        f"{emu.base_url}/_emulator/bots/{TOKEN}/messages",
+        json={"chat_id": CHAT, "caption": "заказ", "photo_base64": base64.b64encode(png).decode()},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+    emu.user_sends(TOKEN, CHAT, document={"data": png, "file_name": "order.png", "mime_type": "image/png"})
+    photo_msg, doc_msg = [u.message for u in await bot.get_updates(timeout=1)]
+    assert photo_msg is not None and photo_msg.photo and photo_msg.caption == "заказ"
+    thumb, full = photo_msg.photo
+    assert (full.width, full.height) == (1024, 700) and max(thumb.width, thumb.height) == 90
+    info = await bot.get_file(full.file_id)
+    assert info.file_path and info.file_size == len(png)
+    downloaded = await bot.download_file(info.file_path)
+    assert downloaded is not None and downloaded.read() == png  # the bytes the user sent
+    assert doc_msg is not None and doc_msg.document is not None
+    assert doc_msg.document.mime_type == "image/png" and doc_msg.document.file_name == "order.png"
+    doc_file = await bot.get_file(doc_msg.document.file_id)
+    assert doc_file.file_path and doc_file.file_path.endswith(".png")
+
+    with pytest.raises(TelegramBadRequest, match="wrong file_id"):
+        await bot.get_file("AgACnope")
+    async with http.get(f"{emu.base_url}/file/bot{TOKEN}/photos/none.jpg") as resp:
+        assert resp.status == 404
+    async with http.post(
+        f"{emu.base_url}/_emulator/bots/{TOKEN}/messages", json={"chat_id": CHAT, "photo_base64": "%%%"}
+    ) as resp:
+        assert resp.status == 400 and "base64" in (await resp.json())["error"]
+    with pytest.raises(ValueError, match="not a picture"):
+        emu.user_sends(TOKEN, CHAT, photo=b"no picture")
+    emu.revoke_token(TOKEN)
+    async with http.get(f"{emu.base_url}/file/bot{TOKEN}/{info.file_path}") as resp:
+        assert resp.status == 401

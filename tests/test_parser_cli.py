@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from emulators.screenshots import render_png
 from schemas.order import ORDER_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,3 +140,26 @@ def test_scorer_accepts_the_parser(corpus: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "parser field accuracy" in proc.stdout
+
+
+def test_image_is_read_with_ocr_and_parsed_with_its_caption(tmp_path: Path) -> None:
+    picture = tmp_path / "order.png"
+    picture.write_bytes(render_png("завтра 14:20 Шереметьево B → Долгопрудный, 1800р, 3 пасс", "dark"))
+    proc = cli("Света 89161112233", "--image", str(picture), "--now", "2026-11-21T10:00:00+03:00")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert list(result) == list(ORDER_FIELDS)
+    assert result["pickup_at"] == "2026-11-22T14:20:00+03:00" and result["dropoff_address"] == "Долгопрудный"
+    assert result["client_phone"] == "+79161112233" and result["price_amount"] == 1800  # caption + picture
+    assert "Долгопрудный" in proc.stderr  # what was read, for the person checking it
+
+
+def test_image_errors_are_one_clear_line(tmp_path: Path) -> None:
+    missing = cli("--image", str(tmp_path / "none.png"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr and not missing.stdout
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a picture")
+    bad = cli("--image", str(junk))
+    assert bad.returncode == 2 and "not a picture" in bad.stderr
+    both = cli("--image", str(junk), "--jsonl", stdin="")
+    assert both.returncode == 2 and "--jsonl" in both.stderr

@@ -33,7 +33,7 @@ def test_there_are_histories_covering_the_main_outcomes() -> None:
         "callback_denied", "lifecycle_order_created", "lifecycle_button_confirm",
         "lifecycle_order_workflow_confirmed", "lifecycle_orders_in_one_message", "lifecycle_reschedule_by_phone",
         "calendar_write_activity", "calendar_write_local_activity", "agenda_sync_schedule_only",
-        "agenda_sync_with_access_notice", "driver_approved_notice",
+        "agenda_sync_with_access_notice", "driver_approved_notice", "picture_order_created",
     } <= names  # fmt: skip
 
 

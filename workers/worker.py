@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import concurrent.futures
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from activities.oauth import OAuthActivities, OAuthGrants
 from activities.onboarding import OnboardingActivities, OnboardingRouter
 from activities.orders import OrderStarter
 from activities.parsing import ParseActivities
+from activities.pictures import PictureActivities
 from activities.store import StoreActivities
 from activities.telegram import SendPacer, TelegramActivities
 from autodispatch.settings import Settings
+from parsing import ocr
 from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
 from workers.day import DAY_WORKFLOWS, day_activities
@@ -36,6 +39,8 @@ from workflows.oauth import CalendarConnectedWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.order import OrderWorkflow
 from workflows.subscription import InvoiceWorkflow, SubscriptionWorkflow
+
+log = logging.getLogger(__name__)
 
 WORKFLOWS: Sequence[type] = (
     MainWorkflow,
@@ -58,6 +63,7 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
     oauth_steps = OAuthActivities(pool, calendar.grants)
     cal = CalendarActivities(calendar, default_duration_minutes=settings.event_duration_minutes)
     parse = ParseActivities()
+    pictures = PictureActivities(bot)
     llm = LlmActivities(
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
@@ -92,6 +98,7 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
         cal.update_event,
         parse.parse_order,
         parse.parse_message,
+        pictures.read_picture,
         OrderStarter().start_order_workflow,
         llm.parse_with_llm,
     ]
@@ -169,6 +176,11 @@ def build_workers(
     per-chat pacer, and few slots would queue every chat behind one busy chat.
     """
     ensure_bytecode(PROJECT_ROOT / name for name in SANDBOX_PACKAGES)
+    reader = ocr.availability()
+    if reader.ok:
+        log.info("order screenshots: %s", reader.message)
+    else:  # pictures get a clear "send it as text" (or their caption is read), never a failure
+        log.warning("order screenshots are not read: %s", reader.message)
     # google-api-python-client is synchronous: its activity runs on these threads, one per slot, so a
     # slow Calendar call never starves the slots (idle threads are cheap).
     executor = concurrent.futures.ThreadPoolExecutor(

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.oauth import OAuthActivities
     from activities.orders import OrderStarter
     from activities.parsing import ParseActivities
+    from activities.pictures import PictureActivities
     from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
     from autodispatch import texts
@@ -50,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
         AnswerCallbackInput,
         DriverAnswer,
         EditCardInput,
+        PictureRead,
+        ReadPictureInput,
         SendReplyInput,
         TelegramUpdateReceived,
     )
@@ -66,6 +69,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order import CHANGEABLE_FIELDS, OrderWorkflow, conflict_window
 
 
+# The step that reads order screenshots (OCR) before the parser.
+PICTURE_PATCH = "order-screenshots"
+
+
 @workflow.defn(name="MainWorkflow")
 class MainWorkflow:
     def __init__(self) -> None:
@@ -74,6 +81,8 @@ class MainWorkflow:
         self._flushed = 0
         self._tenant_id = SYSTEM_TENANT
         self._order_id: str | None = None
+        # An order screenshot: the note its card carries ("read from a picture, check it"), if any.
+        self._picture_note: str | None = None
 
     @workflow.signal(name="driver_answer")
     def driver_answer(self, answer: DriverAnswer) -> None:
@@ -210,6 +219,15 @@ class MainWorkflow:
             return await self._end(update, "unsupported_message", "reply", texts.t(lang, "send_text"))
         if update.kind == "command":
             return await self._on_command(update, driver, lang)
+        if update.kind == "photo":
+            # Order screenshots (OCR); histories recorded before it never saw a "photo" update.
+            if workflow.patched(PICTURE_PATCH):
+                read = await self._read_picture(update, lang)
+                if isinstance(read, MainResult):
+                    return read
+                update = read
+            else:
+                update = update.model_copy(update={"kind": "text"})
 
         # Added with the order card: changes to written orders, several orders in one message.
         lifecycle = workflow.patched("order-lifecycle")
@@ -248,7 +266,8 @@ class MainWorkflow:
         if not looks_like_order:
             if lifecycle and texts.is_reschedule(update.text):
                 return await self._end(update, "change_unclear", "reply", texts.t(lang, "change_which"))
-            return await self._end(update, "not_an_order", "reply", texts.t(lang, "help"))
+            key = "picture_no_order" if self._picture_note else "help"
+            return await self._end(update, "not_an_order", "reply", texts.t(lang, key))
         # Added after the first release: histories recorded before it replay without the step.
         if parsed.missing_fields() and workflow.patched("llm-fallback"):
             parsed = await self._fill_from_llm(update, driver, parsed)
@@ -284,6 +303,47 @@ class MainWorkflow:
             await self._set_question(driver, False)
 
         return await self._write_order(update, driver, parsed, text, lang, lifecycle=lifecycle)
+
+    async def _read_picture(
+        self, update: TelegramUpdateReceived, lang: str
+    ) -> TelegramUpdateReceived | MainResult:
+        """The screenshot's text read with OCR, after its caption (the caption is what the driver or the
+        dispatcher typed: the surer half). Returns the update as a text, or the flow's end when there is
+        nothing to read: no OCR here, an unreadable picture, and no caption to go by."""
+        read = PictureRead(status="unreadable", message="no picture in the message")
+        if update.file_id:
+            try:
+                read = await workflow.execute_activity_method(
+                    PictureActivities.read_picture,
+                    ReadPictureInput(
+                        file_id=update.file_id,
+                        chat_id=update.chat_id,
+                        workflow_id=workflow.info().workflow_id,
+                    ),
+                    start_to_close_timeout=policies.PICTURE_TIMEOUT,
+                    retry_policy=policies.PICTURE_RETRY,
+                )
+            except ActivityError as err:
+                kind, message = steps.error_type(err)
+                read = PictureRead(status="unreadable", message=f"{kind}: {message}")
+        caption = update.text.strip()
+        self._record(
+            "picture", "picture_read", update, outcome="ok" if read.status == "ok" else read.status,
+            chars=len(read.text), seconds=read.seconds, size=[read.width, read.height], message=read.message,
+            text=read.text[:4096],
+        )  # fmt: skip
+        if read.status == "ok" and read.text.strip():
+            self._picture_note = texts.t(lang, "picture_note")
+            text = f"{caption}\n{read.text}" if caption else read.text
+            return update.model_copy(update={"kind": "text", "text": text})
+        if caption:  # the caption alone, as before pictures were read; the card says if the picture failed
+            if read.status != "ok":
+                self._picture_note = texts.t(lang, "picture_caption_only")
+            return update.model_copy(update={"kind": "text"})
+        if read.status == "ok":  # a picture with no text in it (a photo of a car, a blank screen)
+            return await self._end(update, "not_an_order", "reply", texts.t(lang, "picture_no_order"))
+        key = "picture_unavailable" if read.status == "unavailable" else "picture_unreadable"
+        return await self._end(update, "picture_unreadable", "reply", texts.t(lang, key), reason=read.status)
 
     async def _on_unknown_chat(self, update: TelegramUpdateReceived, lang: str) -> MainResult:
         """A chat that is not on the whitelist. Since onboarding (#6 phase 2): `/start` starts (or
@@ -807,6 +867,8 @@ class MainWorkflow:
         else:
             card = texts.confirmation(parsed, driver.time_zone, lang, event.html_link)
             buttons = [[{"text": texts.t(lang, "cancel_button"), "callback_data": f"cancel:{order_id}"}]]
+        if self._picture_note:
+            card = texts.fit_telegram(f"{card}\n\n{self._picture_note}")
         message_id = await self._reply(update, f"reply{sfx}", card, buttons=buttons)
         if lifecycle:
             record.card_message_id = message_id

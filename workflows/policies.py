@@ -16,6 +16,18 @@ DB_RETRY = RetryPolicy(
 PARSE_TIMEOUT = timedelta(seconds=5)
 PARSE_RETRY = RetryPolicy(maximum_attempts=3)
 
+# An order screenshot: the download is retried like any Telegram call; Tesseract itself is stopped by its
+# own 30-second timeout (a slower picture is reported, not retried), so this only bounds a stuck download
+# or a queue of pictures waiting for a free core.
+PICTURE_TIMEOUT = timedelta(seconds=90)
+PICTURE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["TelegramForbidden", "TelegramBadRequest", "TelegramUnauthorized"],
+)
+
 # Telegram: 5xx and network errors retried; 429 waits for retry_after (ApplicationError.next_retry_delay).
 TELEGRAM_TIMEOUT = timedelta(seconds=20)
 TELEGRAM_RETRY = RetryPolicy(

@@ -10,7 +10,7 @@ from schemas.telegram import MessageKind, TelegramUpdateReceived, outbound_task_
 
 
 def received_from(
-    bot_id: int, update: Update, message: Message, kind: MessageKind, text: str
+    bot_id: int, update: Update, message: Message, kind: MessageKind, text: str, file_id: str | None = None
 ) -> TelegramUpdateReceived:
     sender = message.from_user
     return TelegramUpdateReceived(
@@ -28,7 +28,19 @@ def received_from(
         reply_task_queue=outbound_task_queue(bot_id),
         reply_to_message_id=message.reply_to_message.message_id if message.reply_to_message else None,
         forwarded_from=_forwarded_from(message),
+        file_id=file_id,
     )
+
+
+def picture_file_id(message: Message) -> str | None:
+    """The picture to read: a photo's largest size (Telegram lists them smallest first), or an image sent
+    as a file (no compression: the best screenshot there is)."""
+    if message.photo:
+        return message.photo[-1].file_id
+    document = message.document
+    if document is not None and (document.mime_type or "").startswith("image/"):
+        return document.file_id
+    return None
 
 
 def _forwarded_from(message: Message) -> str | None:

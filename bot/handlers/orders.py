@@ -1,4 +1,4 @@
-"""Order texts: a message's text, or a photo's caption, forwarded, typed or edited."""
+"""Order texts: a message's text, or the caption of a video or a file (pictures: bot.handlers.pictures)."""
 
 from __future__ import annotations
 
