@@ -376,7 +376,8 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise SettingsError(f"worker process {proc.name} not polling after {timeout:.0f}s")
                 await asyncio.sleep(0.1)
-        log.info("%s more worker processes polling", len(readiness))
+        if readiness:
+            log.info("%s more worker processes polling", len(readiness))
 
     def _stop_worker_processes(self) -> None:
         for proc in self.worker_processes:

@@ -41,6 +41,10 @@ TEXTS: dict[str, dict[str, str]] = {
             "Я добавлю его в ваш Google Календарь и пришлю подтверждение."
         ),
         "send_text": "Я понимаю только текст заказа. Пришлите его сообщением.",
+        "order_unreadable": (
+            "Не получилось прочитать этот заказ: сообщение слишком длинное или необычное. "
+            "Пришлите заказы по одному, коротким текстом."
+        ),
         "picture_note": "📷 Заказ прочитан с картинки — проверьте время, адреса и телефон.",
         "picture_caption_only": "📷 Саму картинку прочитать не удалось, заказ записан по подписи к ней.",
         "picture_unavailable": (
@@ -316,6 +320,10 @@ TEXTS: dict[str, dict[str, str]] = {
             "I will add it to your Google Calendar and confirm."
         ),
         "send_text": "I only understand order texts. Please send it as a text message.",
+        "order_unreadable": (
+            "I could not read this order: the message is too long or unusual. "
+            "Please send the orders one at a time, as short texts."
+        ),
         "picture_note": "📷 Read from a picture — please check the time, the addresses and the phone.",
         "picture_caption_only": "📷 The picture itself could not be read; the order is from its caption.",
         "picture_unavailable": (

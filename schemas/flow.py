@@ -13,6 +13,7 @@ Outcome = Literal[
     "onboarding_continued",  # a message handed to the chat's running OnboardingWorkflow
     "driver_disabled",
     "not_an_order",
+    "parse_failed",  # the parser gave up on the text within its time limit
     "cancelled_by_driver",
     "no_answer",
     "answer_forwarded",

@@ -37,6 +37,10 @@ class ParseRequest(BaseModel):
     currency: str | None = None
 
 
+# The parse step's own time limit ran out (long texts parse in a child process, stopped then): permanent.
+PARSE_TIMEOUT_ERROR = "ParseTimeout"
+
+
 class ParsedOrder(BaseModel):
     """A structured order. Missing values are None; `is_order` is False for chatter."""
 

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from autodispatch.db import SYSTEM_TENANT
     from schemas.audit import AuditEntry
     from schemas.calendar import Calendar2AutoInput, CalendarEvent, CancelEventInput
-    from schemas.driver import Driver
+    from schemas.driver import Driver, DriverLookup
     from schemas.flow import MainResult, Outcome
     from schemas.lifecycle import OrderAction, OrderLifecycleInput, StartOrderWorkflowInput
     from schemas.oauth import ConnectLinkInput, DisconnectGrantInput, DisconnectGrantResult, PauseOrderInput
@@ -67,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ids import ORDER_ID, TENANT_ID, calendar_workflow_id, order_id_for
     from workflows.onboarding import route_to_onboarding
     from workflows.order import CHANGEABLE_FIELDS, OrderWorkflow, conflict_window
+    from workflows.steps import UnreadableMessage, unreadable_on_parse_timeout
 
 
 # The step that reads order screenshots (OCR) before the parser.
@@ -147,13 +148,14 @@ class MainWorkflow:
     async def _parse(
         self, text: str, update: TelegramUpdateReceived, driver: Driver, mode: str = "order"
     ) -> ParsedOrder:
-        return await workflow.execute_local_activity_method(
-            ParseActivities.parse_order,
-            _parse_input(text, update, driver, "fields" if mode == "fields" else "order"),
-            summary=f"parse the {mode}",
-            start_to_close_timeout=policies.PARSE_TIMEOUT,
-            retry_policy=policies.PARSE_RETRY,
-        )
+        with unreadable_on_parse_timeout():
+            return await workflow.execute_local_activity_method(
+                ParseActivities.parse_order,
+                _parse_input(text, update, driver, "fields" if mode == "fields" else "order"),
+                summary=f"parse the {mode}",
+                start_to_close_timeout=policies.PARSE_TIMEOUT,
+                retry_policy=policies.PARSE_RETRY,
+            )
 
     async def _end(
         self, update: TelegramUpdateReceived, outcome: Outcome, step: str, text: str, **details: Any
@@ -229,6 +231,19 @@ class MainWorkflow:
             else:
                 update = update.model_copy(update={"kind": "text"})
 
+        try:
+            return await self._on_message(update, driver, lookup, lang)
+        except UnreadableMessage as err:
+            # The parser gave up on this text within its time limit: said so, never a stuck worker.
+            self._record(
+                "parse", "parse_failed", update, outcome="error", error=err.kind, message=err.message
+            )
+            return await self._end(update, "parse_failed", "reply", texts.t(lang, "order_unreadable"))
+
+    async def _on_message(
+        self, update: TelegramUpdateReceived, driver: Driver, lookup: DriverLookup, lang: str
+    ) -> MainResult:
+        """A message of an active driver: a change to an order, one or several new orders, an answer."""
         # Added with the order card: changes to written orders, several orders in one message.
         lifecycle = workflow.patched("order-lifecycle")
         several: list[OrderChunk] = []
@@ -599,13 +614,14 @@ class MainWorkflow:
 
     # -- changes to orders already written ------------------------------------------------
     async def _parse_message(self, update: TelegramUpdateReceived, driver: Driver) -> ParsedMessage:
-        return await workflow.execute_local_activity_method(
-            ParseActivities.parse_message,
-            _parse_input(update.text, update, driver),
-            summary="parse the message",
-            start_to_close_timeout=policies.PARSE_TIMEOUT,
-            retry_policy=policies.PARSE_RETRY,
-        )
+        with unreadable_on_parse_timeout():
+            return await workflow.execute_local_activity_method(
+                ParseActivities.parse_message,
+                _parse_input(update.text, update, driver),
+                summary="parse the message",
+                start_to_close_timeout=policies.PARSE_TIMEOUT,
+                retry_policy=policies.PARSE_RETRY,
+            )
 
     async def _find_orders(self, req: FindOrderInput) -> FoundOrders:
         return await workflow.execute_local_activity_method(

@@ -14,6 +14,7 @@ DB_RETRY = RetryPolicy(
 
 # The parser is pure and fast; a failure there is a bug, not an outage.
 PARSE_TIMEOUT = timedelta(seconds=5)
+
 PARSE_RETRY = RetryPolicy(maximum_attempts=3)
 
 # An order screenshot: the download is retried like any Telegram call; Tesseract itself is stopped by its

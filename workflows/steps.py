@@ -3,15 +3,19 @@ send a reply through the bot's outbound queue. One place, so timeouts and retrie
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from temporalio import workflow
 from temporalio.common import Priority
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.store import StoreActivities
     from activities.telegram import TelegramActivities
     from schemas.audit import AuditEntry
     from schemas.driver import DriverLookup, LookupDriverInput
+    from schemas.order import PARSE_TIMEOUT_ERROR
     from schemas.store import FinishStepInput, OrderRecord
     from schemas.telegram import ReplySent, SendReplyInput
     from workflows import policies
@@ -26,6 +30,26 @@ def error_type(err: BaseException | None) -> tuple[str, str]:
             return err.type or "", err.message
         err = err.cause if isinstance(err, FailureError) else None
     return "", message
+
+
+class UnreadableMessage(Exception):
+    """The parser gave up on a message within its time limit (raised inside a flow, never out of it)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
+
+
+@contextmanager
+def unreadable_on_parse_timeout() -> Iterator[None]:
+    """Turn the parse step's "took too long" into UnreadableMessage; anything else stays as it is."""
+    try:
+        yield
+    except (ActivityError, ApplicationError) as err:  # a local activity's failure may come bare
+        kind, message = error_type(err)
+        if kind != PARSE_TIMEOUT_ERROR:
+            raise
+        raise UnreadableMessage(kind, message) from err
 
 
 async def lookup_driver(chat_id: int) -> DriverLookup:
