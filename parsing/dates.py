@@ -407,6 +407,9 @@ class _Scan:
 
     def _numeric_dates_short(self) -> None:
         low = self.doc.low
+        # Whether the message has a colon time / a day word: asked once, not per candidate.
+        colon_time: bool | None = None
+        day_word: bool | None = None
         for m in _NUM_DATE.finditer(low):
             if m.group("year") is not None or m["sep"] == "-" or (m["sep"] == "." and len(m["b"]) != 2):
                 continue  # "1.5 тыс" is a number, not the 1st of May
@@ -421,8 +424,11 @@ class _Scan:
                 # either a lead-in ("в 10.11") or a date already given ("завтра 10.11").
                 suffix = _DOT_TIME_SUFFIX.match(low, m.end())
                 lead = _TIME_WORDS.search(low, max(0, m.start() - 12), m.start())
-                has_time = bool(self.times) or _COLON_TIME.search(low) is not None
-                has_date = bool(self.dates) or _REL_DAY.search(low) is not None
+                if colon_time is None:
+                    colon_time = _COLON_TIME.search(low) is not None
+                    day_word = _REL_DAY.search(low) is not None
+                has_time = bool(self.times) or colon_time
+                has_date = bool(self.dates) or bool(day_word)
                 as_date = not (suffix or (not has_time and (lead is not None or has_date)))
             if as_date:
                 self._add_date(m, kind="md", month=month, day=day)
@@ -473,7 +479,10 @@ class _Scan:
                 continue
             start = m.start() - (len(head) - len(prep)) - len(word)
             # "в 7 Арбат → …", "в 7 из дома"; or any "в 7" right after a date ("завтра в 11 маму…").
-            after_date = masked[:start].rstrip(" ,").endswith(HOLE)
+            k = start
+            while k > 0 and masked[k - 1] in " ,":
+                k -= 1
+            after_date = k > 0 and masked[k - 1] == HOLE
             if not (after_date or _AFTER_BARE_HOUR.match(masked, m.end())):
                 continue
             self.doc.claim(start, m.end())
@@ -624,9 +633,9 @@ def extract_pickup(doc: Doc, now: datetime, zone: ZoneInfo, region: str) -> Pick
     explicit = [(c, d) for c, d in resolved if c.kind != "weekday"]
     weekdays = [(c, d) for c, d in resolved if c.kind == "weekday"]
     if explicit and weekdays:
-        for c, _ in weekdays:
-            if not any(d.weekday() == c.value for _, d in explicit):
-                ambiguous = True
+        named = {d.weekday() for _, d in explicit}
+        if any(c.value not in named for c, _ in weekdays):
+            ambiguous = True
         resolved = explicit
     distinct_dates = {d for _, d in resolved}
     if len(distinct_dates) > 1:

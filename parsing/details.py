@@ -183,7 +183,9 @@ def extract_notes(doc: Doc) -> tuple[str | None, str | None]:
     if not notes:
         return None, sign_name
     seen: list[str] = []
+    lowered: set[str] = set()
     for _, text in sorted(notes):
-        if text.lower() not in (s.lower() for s in seen):
+        if text.lower() not in lowered:
+            lowered.add(text.lower())
             seen.append(text)
     return "; ".join(seen), sign_name

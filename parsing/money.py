@@ -158,7 +158,7 @@ def extract_price(doc: Doc, region: str, default_currency: str) -> Price | None:
             if (
                 value < 300
                 or (region == "US" and len(raw) == 5)
-                or _HOUSE_BEFORE.search(doc.low, 0, m.start("num"))
+                or _HOUSE_BEFORE.search(doc.low, max(0, m.start("num") - 24), m.start("num"))
             ):
                 continue  # house numbers are small or follow a street word; five US digits are a ZIP code
             doc.claim(m.start("num"), m.end("num"))

@@ -7,6 +7,7 @@ flights) are hard boundaries, so an address is the free text between them.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from typing import NamedTuple
 
 from parsing.text import Doc, has_letters, strip_holes
@@ -188,9 +189,18 @@ _DROPOFF_VERB = re.compile(
     rf"(?:going|heading|take|bring|drive|then|continue){_OBJ}\s+(?:to|into)(?=\s))"
 )
 _FROM = r"(?<!\w)(?:из|от|со?|з|із|від)\s+"
-_RU_PAIR_FIRST = re.compile(_FROM + r"(?P<a>[^\x00\n]+?)\s+(?:в|во|до|к)\s+(?P<b>[^\x00\n]+)")
-_RU_PAIR_SECOND = re.compile(_FROM + r"(?P<a>[^\x00\n]+?)\s+на\s+(?P<b>[^\x00\n]+)")
-_EN_PAIR = re.compile(r"(?<!\w)from\s+(?P<a>[^\x00\n]+?)\s+to\s+(?P<b>[^\x00\n]+)")
+# Each side is bounded (an address is never longer than _MAX_SIDE): an unbounded lazy side would rescan
+# the rest of the line from every "из", quadratic in a long line of them.
+_MAX_SIDE = 160
+_RU_PAIR_FIRST = re.compile(
+    _FROM + rf"(?P<a>[^\x00\n]{{1,{_MAX_SIDE}}}?)\s+(?:в|во|до|к)\s+(?P<b>[^\x00\n]{{1,{_MAX_SIDE}}})"
+)
+_RU_PAIR_SECOND = re.compile(
+    _FROM + rf"(?P<a>[^\x00\n]{{1,{_MAX_SIDE}}}?)\s+на\s+(?P<b>[^\x00\n]{{1,{_MAX_SIDE}}})"
+)
+_EN_PAIR = re.compile(
+    rf"(?<!\w)from\s+(?P<a>[^\x00\n]{{1,{_MAX_SIDE}}}?)\s+to\s+(?P<b>[^\x00\n]{{1,{_MAX_SIDE}}})"
+)
 _TO = re.compile(r"\s+to\s+")
 _PICKUP_PREP = re.compile(r"(?<!\w)(?:из|от|from)\s+(?=\S)")
 _DROPOFF_PREP = re.compile(r"(?<!\w)(?:до|to|в|во|на)\s+(?=\S)")
@@ -233,12 +243,13 @@ _GATE_LABELS = frozenset(
 class _Ctx:
     """The unclaimed text cut into pieces, with the verb markers found in it."""
 
-    __slots__ = ("masked", "low", "items", "markers", "labels")
+    __slots__ = ("masked", "low", "items", "ends", "markers", "labels")
 
     def __init__(self, masked: str, low: str, words: frozenset[str]) -> None:
         self.masked = masked
         self.low = low
         self.items = _items(masked)
+        self.ends = [item.end for item in self.items]
         # Verb markers ("забрать с", "отвезти в", "pick up at", "drop off at") in text order.
         self.markers: list[tuple[int, int, str]] = []
         if not words.isdisjoint(_GATE_PICKUP_VERBS):
@@ -250,10 +261,7 @@ class _Ctx:
 
     def item_at(self, pos: int) -> int:
         """Index of the item containing (or first after) character position `pos`."""
-        for i, item in enumerate(self.items):
-            if item.end > pos:
-                return i
-        return len(self.items)
+        return bisect_right(self.ends, pos)
 
     def collect(self, index: int, step: int, stop: int | None = None) -> _Span | None:
         """Span of the address next to items[index] (exclusive) walking by `step`; hops over a claimed
@@ -314,6 +322,12 @@ class _Ctx:
 _Pair = tuple[_Found | None, _Found | None]
 
 
+def _skip_spaces(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] == " ":
+        pos += 1
+    return pos
+
+
 def _labelled(ctx: _Ctx) -> _Pair:
     """ "Откуда:/Куда:", "Адрес подачи:", "From:/To:", "📍 … 🏁 …"."""
     found: dict[str, _Found] = {}
@@ -324,9 +338,10 @@ def _labelled(ctx: _Ctx) -> _Pair:
             role = "pickup" if m.group("pickup") else "dropoff"
             if role in found:
                 continue
-            if pattern is _EMOJI_LABEL and _LABEL.match(ctx.low[m.end() :].lstrip(" ")):
+            if pattern is _EMOJI_LABEL and _LABEL.match(ctx.low, _skip_spaces(ctx.low, m.end())):
                 continue  # "📍 Откуда: Внуково": the word label speaks
-            stop = next((s for s in label_starts if s > m.start()), None)
+            k = bisect_right(label_starts, m.start())
+            stop = label_starts[k] if k < len(label_starts) else None
             span = ctx.text_after(m.end(), stop)
             if span is None:
                 continue
@@ -343,8 +358,10 @@ def _arrows(ctx: _Ctx) -> _Pair:
     """ "A → B", "A - B", "A — B"; a chain "A → B → C" ends at C."""
     items = ctx.items
     for kind in ("strong", "weak"):
+        # Every arrow of a chain ends where the chain does: one failed walk is enough for all of them.
+        walked_to = -1
         for i, item in enumerate(items):
-            if item.kind != kind:
+            if item.kind != kind or i < walked_to:
                 continue
             left = ctx.found(ctx.collect(i, -1), "pickup")
             right_span = ctx.collect(i, 1)
@@ -360,6 +377,7 @@ def _arrows(ctx: _Ctx) -> _Pair:
             right = ctx.found(right_span, "dropoff")
             if right is not None:
                 return left, right
+            walked_to = j
     return None, None
 
 
@@ -406,11 +424,12 @@ def _verbs(ctx: _Ctx) -> _Pair:
 
 def _singles(ctx: _Ctx) -> _Pair:
     """One preposition alone: "из X" / "from X" (pickup), "до Y" / "в Y" / "to Y" (drop-off)."""
-    stops = [start for start, _, _ in ctx.markers] + [m.start() for m in _ANY_PREP.finditer(ctx.low)]
+    stops = sorted([start for start, _, _ in ctx.markers] + [m.start() for m in _ANY_PREP.finditer(ctx.low)])
 
     def first(pattern: re.Pattern[str], role: str) -> _Found | None:
         for m in pattern.finditer(ctx.low):
-            stop = min((s for s in stops if s > m.start()), default=None)
+            k = bisect_right(stops, m.start())
+            stop = stops[k] if k < len(stops) else None
             value = ctx.found(ctx.text_after(m.end(), stop), role)
             if value is None:
                 continue
@@ -451,7 +470,8 @@ def _looks_like_address(value: str) -> bool:
 
 def _is_question(ctx: _Ctx, i: int) -> bool:
     """A piece of text that ends in "?" is a question to the driver, not an address."""
-    for item in ctx.items[i + 1 :]:
+    for k in range(i + 1, len(ctx.items)):
+        item = ctx.items[k]
         if item.kind == "hole":
             continue
         return item.kind == "brk" and "?" in ctx.masked[item.start : item.end]
