@@ -124,7 +124,7 @@ _NOW_WORD = re.compile(
     r"(?<!\w)(?:прямо\s+сейчас|сейчас|срочно\s+сейчас|right\s+now|now|asap|immediately)(?!\w)"
 )
 _PERIOD_HINT = re.compile(
-    r"(?<!\w)(?P<hint>утром|вечером|дн[её]м|ночью|this\s+morning|this\s+evening|this\s+afternoon|"
+    r"(?<!\w)(?P<hint>утром|вечером|дн[её]м|ночью|вранці|зранку|ввечері|увечері|вночі|уночі|вдень|this\s+morning|this\s+evening|this\s+afternoon|"
     r"in\s+the\s+morning|in\s+the\s+evening|in\s+the\s+afternoon|afternoon|evening)(?!\w)",
 )
 # A lead-in right before a date/time: a field label ("Время подачи:", "⏰") and/or a preposition.
@@ -135,13 +135,19 @@ _LEAD_LABELS = (
     "прилет", "прилёт", "прилетает", "прилётает", "прилетаем", "прибытие", "прибытия", "прибывает", "посадка",
     "arrival", "arrives", "arriving", "land", "lands", "landing", "вылет", "вылетает", "departure", "departs",
     "дата и время", "дата/время", "дата", "время", "когда", "date", "time",
+    "машина", "машину", "машины", "car", "car at", "meet", "collect", "pick up", "pickup", "pick-up", "встретить",
+    "встреча", "забрать", "зустріти", "зустріч", "забрати", "подача машины", "приліт", "прилітає", "прибуття",
+    "due", "час", "коли",
 )  # fmt: skip
 _LEAD_LABELS_BY_LAST: dict[str, list[str]] = {}
 for _label in sorted(_LEAD_LABELS, key=len, reverse=True):
     _LEAD_LABELS_BY_LAST.setdefault(re.split(r"[\s/-]", _label)[-1], []).append(_label)
 _LEAD_EMOJI = frozenset("📅🗓⏰🕐🕑🕒⌚⏱")
-_PICKUP_LABELS = ("подач", "подать", "pick", "время встречи")
-_ARRIVAL_LABELS = ("прил", "прибы", "посадка", "arriv", "land", "вылет", "depart")
+_PICKUP_LABELS = (
+    "подач", "подать", "pick", "время встречи", "машин", "car", "meet", "collect", "встрет", "встреч", "забра",
+    "зустр",
+)  # fmt: skip
+_ARRIVAL_LABELS = ("прил", "прибы", "прибут", "посадка", "arriv", "land", "вылет", "depart", "due")
 # Text after this belongs to a return trip: its date/time is not the pickup.
 _RETURN = re.compile(r"(?<!\w)(?:обратно|назад|return(?:ing)?|back\s+on|way\s+back)(?!\w)")
 _MONEY_AHEAD = re.compile(r"\s?(?:€|\$|£|₽|₸|₴|₺|руб|р(?![а-яё])|eur|usd|gbp|aed|tl\b|тг|грн|евро|euro)")
@@ -164,7 +170,9 @@ _GATE_WEEKDAYS = frozenset(
     "пон вто сре чет пят суб вос пн вт ср чт пт сб вс вів сер нед mon tue wed thu fri sat sun п".split()
 )
 _GATE_DAY_ONLY = frozenset("го е ое st nd rd th".split())
-_GATE_HINTS = frozenset("утром вечером днём днем ночью morning evening afternoon".split())
+_GATE_HINTS = frozenset(
+    "утром вечером днём днем ночью вранці зранку ввечері увечері вночі уночі вдень morning evening afternoon".split()
+)
 _GATE_NOW = frozenset("сейчас now asap immediately".split())
 
 
@@ -492,11 +500,11 @@ class _Scan:
     def _hints(self) -> None:
         for m in _PERIOD_HINT.finditer(self.doc.low):
             low = m.group("hint")
-            if low.startswith(("утр", "this morning", "in the morning")):
+            if low.startswith(("утр", "вран", "зран", "this morning", "in the morning")):
                 hint = "morning"
-            elif low.startswith(("веч", "this evening", "in the evening", "evening")):
+            elif low.startswith(("веч", "ввеч", "увеч", "this evening", "in the evening", "evening")):
                 hint = "evening"
-            elif low.startswith("ноч"):
+            elif low.startswith(("ноч", "вноч", "уноч")):
                 hint = "night"
             else:
                 hint = "day"
@@ -651,12 +659,14 @@ def extract_pickup(doc: Doc, now: datetime, zone: ZoneInfo, region: str) -> Pick
     if resolved:
         first, day = resolved[0]
         if first.kind == "rel" and first.value == 0 and hm < now_hm:
-            # "сегодня в 7" said at 10:00 means 19:00; "сегодня в 2:30" said late in the evening means tonight.
+            # "сегодня в 7" said at 10:00 means 19:00; "сегодня в 2:30" said late in the evening, "сегодня
+            # ночью в 1:15", "tonight at 00:45" or "tonight at 1 am" mean the night that follows today.
             shiftable = chosen is not None and not chosen.explicit24 and chosen.period is None
-            if shiftable and 1 <= hour <= 11 and (hour + 12, minute) >= now_hm:
-                hour += 12
-            elif hour < 6 and now_local.hour >= 18:
+            small_hours = hour < 6 and (scan.hint in ("night", "evening") or not shiftable)
+            if small_hours or (hour < 6 and now_local.hour >= 18):
                 day = day + timedelta(days=1)
+            elif shiftable and 1 <= hour <= 11 and (hour + 12, minute) >= now_hm:
+                hour += 12
     else:
         day = today if hm >= now_hm else today + timedelta(days=1)
     at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)

@@ -37,9 +37,11 @@ _CYRILLIC_CODES = {
 }  # fmt: skip
 
 
-def extract_flight(doc: Doc) -> str | None:
-    """The flight designator ("SU1525"), claimed with its "рейс" keyword."""
+def extract_flight(doc: Doc, spans: list[tuple[int, int]] | None = None) -> str | None:
+    """The flight designator ("SU1525"), claimed with its "рейс" keyword; `spans` collects where flights are."""
     found: list[tuple[int, str]] = []
+    if spans is None:
+        spans = []
     if not doc.has_digits:
         return None
     keyword_hits = (
@@ -53,13 +55,43 @@ def extract_flight(doc: Doc) -> str | None:
         if not code.isascii():
             continue
         found.append((m.start(), code + m.group("num")))
+        spans.append((m.start(), m.end()))
         doc.claim(m.start(), m.end())
     for m in _FLIGHT_BARE.finditer(doc.masked) if _HAS_UPPER.search(doc.masked) else ():
         code = m.group("code")
         if code in _AIRLINES:
             found.append((m.start(), code + m.group("num")))
+            spans.append((m.start(), m.end()))
             doc.claim(m.start(), m.end())
     return min(found)[1] if found else None
+
+
+# ---- where the flight or train comes from -------------------------------------------------------------
+
+# "рейс SU 1125 из Сочи", "прилёт из Минска", "поезд из Калуги", "flight from Paris", "BA 117 from New York":
+# the city the client comes from is not where the driver picks them up.
+_ORIGIN_PLACE = (
+    r"(?P<origin>(?i:из|изо|з|зі|із|from|iz)[ ]+[^\W\d_][\w'-]*(?:[ ]+[A-ZА-ЯЁІЇЄ][\w'-]*|-на-[\w'-]+)?)"
+)
+_ORIGIN_AFTER_WORD = re.compile(
+    r"(?<!\w)(?i:рейс\w*|авиарейс|прил[её]т\w*|прилета\w*|прибыти\w*|прибыва\w*|поезд\w*|поїзд\w*|приліт\w*|"
+    r"прибуття|reis|reys|prilet|poezd|flight|flt|arriv\w*|lands|landing|inbound|train)[ ]+" + _ORIGIN_PLACE
+)
+_ORIGIN_AT = re.compile(r"[ ]*" + _ORIGIN_PLACE)
+_GATE_ORIGIN = frozenset("из изо з зі із from iz".split())
+
+
+def claim_flight_origins(doc: Doc, flight_spans: list[tuple[int, int]]) -> None:
+    """Claim "из Сочи" / "from Paris" right after a flight, an arrival or a train, so no route step reads it."""
+    if not doc.has_any(_GATE_ORIGIN):
+        return
+    found = [m.span("origin") for m in _ORIGIN_AFTER_WORD.finditer(doc.masked)]
+    for _, end in flight_spans:
+        m = _ORIGIN_AT.match(doc.masked, end)
+        if m is not None:
+            found.append(m.span("origin"))
+    for start, end in found:
+        doc.claim(start, end)
 
 
 # ---- passengers ---------------------------------------------------------------------------------------

@@ -119,12 +119,16 @@ _ADDRESS_HINT = re.compile(
     r"(?<!\w)(?:ул|улица|пр-т|проспект|пр|пер|переулок|ш|шоссе|бульвар|б-р|наб|набережная|пл|площадь|"
     r"мкр|микрорайон|д|дом|корп|стр|вокзал\w*|аэропорт\w*|терминал\w*|метро|м|тц|трц|жк|отель|гостиниц\w*|"
     r"street|st|avenue|ave|road|rd|drive|dr|blvd|lane|ln|square|sq|airport|terminal|station|hotel|"
-    r"intl|international|plaza|mall)(?!\w)|\d",
+    r"intl|international|plaza|mall|aeroport\w*|vokzal\w*|вул|вулиця|аеропорт\w*|готел\w*)(?!\w)|\d",
     _I,
 )
 _CAPITAL = re.compile(r"(?<![\w'])[A-ZА-ЯЁІЇЄ]")
 _LETTERS = re.compile(r"[^\W\d_]+")
-_PLACE_WORD = re.compile(r"аэропорт|вокзал|терминал|airport|station|terminal|hotel|отель|центр|downtown", _I)
+_PLACE_WORD = re.compile(
+    r"аэропорт|аеропорт|вокзал|терминал|airport|station|terminal|hotel|отель|готел|центр|downtown|aeroport|vokzal|"
+    r"centr|center|centre",
+    _I,
+)
 
 
 def _only_chatter(value: str) -> bool:
