@@ -97,18 +97,19 @@ def claim_flight_origins(doc: Doc, flight_spans: list[tuple[int, int]]) -> None:
 # ---- passengers ---------------------------------------------------------------------------------------
 
 _PAX_UNIT = (
-    r"(?:пассажир\w*|пасс?\b\.?|чел\b\.?|человек\w*|взросл\w*|pax|passengers?|persons?|people|ppl|adults?|"
+    r"(?:пассажир\w*|пасажир\w*|пасс?\b\.?|чел\b\.?|человек\w*|взросл\w*|pax|passengers?|persons?|people|ppl|adults?|"
     r"guests?)"
 )
 _PAX_AFTER = re.compile(rf"(?P<n>\d(?<![\w.,:]\d)\d?)\s*(?:-?х\s+)?{_PAX_UNIT}")
 _PAX_LABEL = re.compile(
-    r"(?<!\w)(?:пассажиров|пасс\.?|кол-?во\s+(?:пассажиров|человек)|passengers|pax|people|guests|👥|🧑‍🤝‍🧑)"
+    r"(?<!\w)(?:пассажиров|пассажиры|пасажирів|пасажири|пасс\.?|кол-?во\s+(?:пассажиров|человек)|passengers|pax|"
+    r"people|guests|👥|🧑‍🤝‍🧑)"
     r"\s*[:\-]?\s*(?P<n>\d{1,2})(?![\w])",
 )
 _PAX_WORDS = re.compile(
-    r"(?<!\w)(?:нас\s+(?P<ru>двое|трое|четверо|пятеро|шестеро|семеро)|(?P<ru2>двое|трое|четверо|пятеро)\s+"
-    r"(?:пассажиров|человек|взрослых)|(?P<num>один|одна|два|две|три|четыре|пять|шесть|one|two|three|four|five|six)"
-    rf"\s+{_PAX_UNIT}|(?P<adv>вдвоем|вдвоём|втроем|втроём|вчетвером))",
+    r"(?<!\w)(?:нас\s+(?P<ru>двое|трое|четверо|пятеро|шестеро|семеро)|(?P<num>один|одна|два|две|три|четыре|пять|"
+    rf"шесть|one|two|three|four|five|six)\s+{_PAX_UNIT}|(?P<adv>вдвоем|вдвоём|втроем|втроём|вчетвером)|"
+    r"(?P<ru2>двое|трое|четверо|пятеро|шестеро|двоє|троє|четверо|п'ятеро))(?!\w)",
 )
 _CHILDREN = re.compile(
     r"(?<![\w.,])(?:\+\s*)?(?P<n>\d{1,2})\s*(?:реб[её]н\w*|дет(?:ей|и)\b|child(?:ren)?|kids?|infants?)"
@@ -116,15 +117,20 @@ _CHILDREN = re.compile(
 _GATE_PAX = frozenset("пас чел взр кол pax pas per peo ppl adu gue".split())
 _GATE_PAX_WORDS = frozenset(
     "нас двое трое четверо пятеро шестеро семеро один одна два две три четыре пять шесть one two three four "
-    "five six вдвоем вдвоём втроем втроём вчетвером".split()
+    "five six вдвоем вдвоём втроем втроём вчетвером двоє троє п'ятеро".split()
 )
-_GATE_CHILDREN = frozenset("реб дет chi kid inf".split())
+_GATE_CHILDREN = frozenset("реб дет дит chi kid inf bab".split())
 _ADULTS = re.compile(r"взросл|adult")
 _WORD_NUMBERS = {
     "один": 1, "одна": 1, "one": 1, "два": 2, "две": 2, "двое": 2, "two": 2, "вдвоем": 2, "вдвоём": 2,
     "три": 3, "трое": 3, "three": 3, "втроем": 3, "втроём": 3, "четыре": 4, "четверо": 4, "four": 4,
     "вчетвером": 4, "пять": 5, "пятеро": 5, "five": 5, "шесть": 6, "шестеро": 6, "six": 6, "семеро": 7,
+    "двоє": 2, "троє": 3, "п'ятеро": 5,
 }  # fmt: skip
+# "2 взрослых и ребёнок", "2 adults and a child": one child without a number.
+_ONE_CHILD = re.compile(
+    r"(?<!\w)(?:и|і|and|with|\+)\s+(?:a\s+|один\s+|одна\s+)?(?:реб[её]н\w*|дитин\w*|child|kid|infant|baby)(?!\w)"
+)
 
 
 def extract_passengers(doc: Doc) -> int | None:
@@ -147,6 +153,10 @@ def extract_passengers(doc: Doc) -> int | None:
         # "2 adults + 1 child": the child rides too; a bare "ребёнок 5 лет" is not a head count.
         if count is not None and _ADULTS.search(doc.text_low):
             count += int(m.group("n"))
+        doc.claim(m.start(), m.end())
+    for m in _ONE_CHILD.finditer(doc.low) if count is not None and doc.has_stem(_GATE_CHILDREN) else ():
+        if _ADULTS.search(doc.text_low):
+            count += 1
         doc.claim(m.start(), m.end())
     return count
 

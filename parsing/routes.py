@@ -10,7 +10,7 @@ import re
 from bisect import bisect_right
 from typing import NamedTuple
 
-from parsing.text import Doc, has_letters, strip_holes
+from parsing.text import HOLE, Doc, has_letters, strip_holes
 
 _I = re.IGNORECASE
 
@@ -29,6 +29,7 @@ _ABBREVIATIONS = frozenset(
     """
     ул пр пр-т просп пл д дом корп к стр кв наб пер ш туп бул мкр р-н обл г гор м им ст пос дер с п тц жк
     эт под пом офис оф пгт б-р бульв пр-д пр-кт
+    вул пров буд смт
     st ave av dr rd blvd ln mr mrs ms no mt ft jr sr apt bldg fl hwy pkwy sq pl ct terr int intl
     """.split()
 )
@@ -75,11 +76,12 @@ def _items(masked: str) -> list[_Item]:
 
 _LEAD_FILLER = re.compile(
     r"^(?:(?:новый\s+)?заказ|трансфер|поездка|маршрут|такси|срочно|нужн[аоы]\s+(?:машина|такси)|нужен\s+трансфер|"
+    r"потрібн[аеий]\s+(?:машина|таксі|трансфер)|"
     r"route|transfer|order|ride|trip|booking|urgent|pick[\s-]?up|drop[\s-]?off|адрес|address|"
     r"please|пожалуйста|[#№]\s?\d+)(?:\s+(?:на|on|for))?\b[\s,:!.-]*",
     _I,
 )
-_LEAD_PICKUP = re.compile(r"^(?:из|от|со?|у|в|во|на|около|возле|from|at|in|outside)\s+", _I)
+_LEAD_PICKUP = re.compile(r"^(?:из|от|со?|у|в|во|на|около|возле|з|зі|із|від|біля|from|at|in|outside)\s+", _I)
 # "маму с Киевского вокзала" after "забери": the object word and its preposition go.
 _LEAD_OBJECT = re.compile(r"^[а-яё]+\s+(?:из|с|со|от|у|в|во|на)\s+(?=\S)")
 _LEAD_DROPOFF = re.compile(r"^(?:в|во|на|до|к|to|into|at)\s+", _I)
@@ -112,6 +114,7 @@ _NOT_ADDRESS_WORDS = frozenset(
     there here sure got just what how why who we're you're i'm
     можно мне меня мы нас ты вы он она они это там тут здесь как что где когда кто ещё еще
     эту этот эта следующий следующую ближайший ближайшую next coming
+    дома домой home office офиса работы потрібна потрібен машину
     drive bring going heading continue greet meet отвезти отвези везти забрать забери встретить
     """.split()
 )
@@ -189,10 +192,10 @@ _PICKUP_VERB = re.compile(
 _DROPOFF_VERB = re.compile(
     rf"(?<!\w)(?:(?:отвезти|отвезите|отвези|отвести|везти|везем|везём|довезти|доставить|подвезти|завезти|едем|"
     rf"ехать|поедем|поездка|трансфер|далее|затем|потом|дальше){_RU_OBJ}\s+(?:в|во|на|до|к)(?=\s)|"
-    rf"(?:drop(?:ping)?[\s-]?off){_OBJ}(?:\s+(?:at|to|in))?(?=\s)|"
+    rf"(?:drop(?:ping)?(?:[\s-]?off)?){_OBJ}(?:\s+(?:at|to|in))?(?=\s)|"
     rf"(?:going|heading|take|bring|drive|then|continue){_OBJ}\s+(?:to|into)(?=\s))"
 )
-_FROM = r"(?<!\w)(?:из|от|со?|з|із|від)\s+"
+_FROM = r"(?<!\w)(?:из|от|со?|з|зі|із|від)\s+"
 # Each side is bounded (an address is never longer than _MAX_SIDE): an unbounded lazy side would rescan
 # the rest of the line from every "из", quadratic in a long line of them.
 _MAX_SIDE = 160
@@ -206,9 +209,9 @@ _EN_PAIR = re.compile(
     rf"(?<!\w)from\s+(?P<a>[^\x00\n]{{1,{_MAX_SIDE}}}?)\s+to\s+(?P<b>[^\x00\n]{{1,{_MAX_SIDE}}})"
 )
 _TO = re.compile(r"\s+to\s+")
-_PICKUP_PREP = re.compile(r"(?<!\w)(?:из|от|from)\s+(?=\S)")
+_PICKUP_PREP = re.compile(r"(?<!\w)(?:из|от|від|зі|із|from)\s+(?=\S)")
 _DROPOFF_PREP = re.compile(r"(?<!\w)(?:до|to|в|во|на)\s+(?=\S)")
-_ANY_PREP = re.compile(r"(?<!\w)(?:из|от|from|до|to)\s+(?=\S)")
+_ANY_PREP = re.compile(r"(?<!\w)(?:из|от|від|зі|із|from|до|to)\s+(?=\S)")
 _ONWARD = re.compile(r"\s(?:to|до)\s+(?=\S)")
 
 _PICKUP_LABEL = (
@@ -290,6 +293,14 @@ class _Ctx:
             i += step
         return None
 
+    def across_line(self, index: int, step: int) -> _Span | None:
+        """Like collect, past one line end: an arrow that starts or ends a line ("Арбат 5\n→ Внуково")."""
+        j = index + step
+        if 0 <= j < len(self.items) and self.items[j].kind == "brk":
+            if self.masked[self.items[j].start : self.items[j].end] == "\n":
+                return self.collect(j, step)
+        return None
+
     def text_after(self, pos: int, stop: int | None = None) -> _Span | None:
         """The address that starts at `pos`, up to the next boundary or `stop`."""
         i = self.item_at(pos)
@@ -367,8 +378,8 @@ def _arrows(ctx: _Ctx) -> _Pair:
         for i, item in enumerate(items):
             if item.kind != kind or i < walked_to:
                 continue
-            left = ctx.found(ctx.collect(i, -1), "pickup")
-            right_span = ctx.collect(i, 1)
+            left = ctx.found(ctx.collect(i, -1) or ctx.across_line(i, -1), "pickup")
+            right_span = ctx.collect(i, 1) or ctx.across_line(i, 1)
             if left is None or right_span is None:
                 continue
             j = ctx.item_at(right_span[1])
@@ -409,6 +420,8 @@ def _verbs(ctx: _Ctx) -> _Pair:
             continue
         stop = markers[k + 1][0] if k + 1 < len(markers) else None
         span = ctx.text_after(end, stop)
+        if span is not None and _labels_a_time(ctx.masked, end, span[0]):
+            continue  # "подача к 00:30, Васильевский остров": the verb said when, not where
         if span is not None:
             # "Pickup at 6:45, 1200 Market St to SFO" / "Отвезти в Шереметьево из Митино": the other end
             # of the route follows inside the same piece.
@@ -426,19 +439,33 @@ def _verbs(ctx: _Ctx) -> _Pair:
     return found.get("pickup"), found.get("dropoff")
 
 
+def _labels_a_time(masked: str, verb_end: int, text_start: int) -> bool:
+    """True when only a claimed span and then a comma stand between a verb and the text after it."""
+    between = masked[verb_end:text_start]
+    if HOLE not in between:
+        return False
+    after = masked[text_start : text_start + 3].lstrip(" ")
+    return between.rstrip(HOLE + " ").strip(" ") == "" and (after.startswith(",") or between.endswith(","))
+
+
 def _singles(ctx: _Ctx) -> _Pair:
     """One preposition alone: "из X" / "from X" (pickup), "до Y" / "в Y" / "to Y" (drop-off)."""
     stops = sorted([start for start, _, _ in ctx.markers] + [m.start() for m in _ANY_PREP.finditer(ctx.low)])
 
+    verb_spans = [(start, end) for start, end, _ in ctx.markers]
+
     def first(pattern: re.Pattern[str], role: str) -> _Found | None:
         for m in pattern.finditer(ctx.low):
+            if any(a <= m.start() < b for a, b in verb_spans):
+                continue  # "встретить на Киевском": the preposition is the verb's, read there
             k = bisect_right(stops, m.start())
             stop = stops[k] if k < len(stops) else None
             value = ctx.found(ctx.text_after(m.end(), stop), role)
             if value is None:
                 continue
-            if role == "dropoff" and not (_CAPITAL.match(value[2]) or _PLACE_WORD.match(value[2])):
-                continue  # "в Y" alone is a drop-off only when Y is a place name
+            loose = m.group(0).split()[0] in ("в", "во", "на")
+            if role == "dropoff" and loose and not (_CAPITAL.match(value[2]) or _PLACE_WORD.match(value[2])):
+                continue  # "в Y" alone is a drop-off only when Y is a place name ("до Y" always is)
             return value
         return None
 
@@ -482,7 +509,7 @@ def _is_question(ctx: _Ctx, i: int) -> bool:
     return False
 
 
-def _fallback(ctx: _Ctx, taken: _Found | None) -> str | None:
+def _fallback(ctx: _Ctx, taken: _Found | None) -> _Found | None:
     """The first free piece of text that reads like an address (cards and one-address orders)."""
     for i, item in enumerate(ctx.items):
         if item.kind != "text" or _is_question(ctx, i):
@@ -498,7 +525,24 @@ def _fallback(ctx: _Ctx, taken: _Found | None) -> str | None:
             piece = piece[: cut.start()]
         value = _clean(piece, "any")
         if value and _looks_like_address(value):
-            return value
+            return start, end, value
+    return None
+
+
+def _next_place(ctx: _Ctx, after: int) -> _Found | None:
+    """A later free piece that names a street, a number or a place ("Пулково, прилёт 23:55, подача 00:30,
+    Васильевский остров, 7 линия"): the drop-off of a message that lists pickup, times, then where to."""
+    for i in range(ctx.item_at(after), len(ctx.items)):
+        item = ctx.items[i]
+        if item.kind != "text" or item.start < after or _is_question(ctx, i):
+            continue
+        piece = ctx.masked[item.start : item.end]
+        cut = _CHATTER.search(piece)
+        if cut is not None:
+            piece = piece[: cut.start()]
+        value = _clean(piece, "dropoff")
+        if value and not _only_chatter(value) and _ADDRESS_HINT.search(value) is not None:
+            return item.start, item.end, value
     return None
 
 
@@ -524,10 +568,13 @@ def extract_route(doc: Doc) -> Route:
             dropoff = d
     explicit = pickup is not None or dropoff is not None
     pickup_text = pickup[2] if pickup else None
-    if pickup_text is not None:
+    if pickup is not None and pickup_text is not None:
         cut = _CHATTER.search(pickup_text)
         if cut is not None and cut.start() > 0:
             pickup_text = _clean(pickup_text[: cut.start()], "pickup") or pickup_text
     else:
-        pickup_text = _fallback(ctx, dropoff)
+        pickup = _fallback(ctx, dropoff)
+        pickup_text = pickup[2] if pickup else None
+    if pickup is not None and dropoff is None:
+        dropoff = _next_place(ctx, pickup[1])
     return Route(pickup_text, dropoff[2] if dropoff else None, explicit)

@@ -102,7 +102,8 @@ SHAPES: dict[str, str] = {
 
 
 def shaped(unit: str, length: int) -> str:
-    return (unit * (length // len(unit) + 1))[:length]
+    """Whole repeats of `unit` up to `length`: a short and a long text of one shape end alike."""
+    return unit * (length // len(unit))
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
