@@ -75,7 +75,9 @@ _ORIGIN_PLACE = (
 )
 _ORIGIN_AFTER_WORD = re.compile(
     r"(?<!\w)(?i:рейс\w*|авиарейс|прил[её]т\w*|прилета\w*|прибыти\w*|прибыва\w*|поезд\w*|поїзд\w*|приліт\w*|"
-    r"прибуття|reis|reys|prilet|poezd|flight|flt|arriv\w*|lands|landing|inbound|train)[ ]+" + _ORIGIN_PLACE
+    r"прибуття|reis|reys|prilet|poezd|flight|flt|arriv\w*|lands|landing|inbound|train)[ ]+"
+    # "прилёт в 23:35 из Москвы": the arrival time may come first (dates are read after this).
+    r"(?:(?:в|о|at)[ ]+)?(?:\d{1,2}[:.]\d{2}[ ]+)?" + _ORIGIN_PLACE
 )
 _ORIGIN_AT = re.compile(r"[ ]*" + _ORIGIN_PLACE)
 _GATE_ORIGIN = frozenset("из изо з зі із from iz".split())
@@ -103,7 +105,7 @@ _PAX_UNIT = (
 _PAX_AFTER = re.compile(rf"(?P<n>\d(?<![\w.,:]\d)\d?)\s*(?:-?х\s+)?{_PAX_UNIT}")
 _PAX_LABEL = re.compile(
     r"(?<!\w)(?:пассажиров|пассажиры|пасажирів|пасажири|пасс\.?|кол-?во\s+(?:пассажиров|человек)|passengers|pax|"
-    r"people|guests|👥|🧑‍🤝‍🧑)"
+    r"people|guests|(?:family|party|group)\s+of|👥|🧑‍🤝‍🧑)"
     r"\s*[:\-]?\s*(?P<n>\d{1,2})(?![\w])",
 )
 _PAX_WORDS = re.compile(
@@ -114,7 +116,7 @@ _PAX_WORDS = re.compile(
 _CHILDREN = re.compile(
     r"(?<![\w.,])(?:\+\s*)?(?P<n>\d{1,2})\s*(?:реб[её]н\w*|дет(?:ей|и)\b|child(?:ren)?|kids?|infants?)"
 )
-_GATE_PAX = frozenset("пас чел взр кол pax pas per peo ppl adu gue".split())
+_GATE_PAX = frozenset("пас чел взр кол pax pas per peo ppl adu gue fam par gro".split())
 _GATE_PAX_WORDS = frozenset(
     "нас двое трое четверо пятеро шестеро семеро один одна два две три четыре пять шесть one two three four "
     "five six вдвоем вдвоём втроем втроём вчетвером двоє троє п'ятеро".split()

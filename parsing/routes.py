@@ -30,6 +30,7 @@ _ABBREVIATIONS = frozenset(
     ул пр пр-т просп пл д дом корп к стр кв наб пер ш туп бул мкр р-н обл г гор м им ст пос дер с п тц жк
     эт под пом офис оф пгт б-р бульв пр-д пр-кт
     вул пров буд смт
+    ul pr prosp per sh korp kv nab mkr bul
     st ave av dr rd blvd ln mr mrs ms no mt ft jr sr apt bldg fl hwy pkwy sq pl ct terr int intl
     """.split()
 )
@@ -217,12 +218,12 @@ _ONWARD = re.compile(r"\s(?:to|до)\s+(?=\S)")
 _PICKUP_LABEL = (
     r"откуда|адрес\s+подачи|место\s+подачи|точка\s+подачи|подача|адрес\s+отправления|адрес|отправление|забрать|"
     r"пункт\s+[аa]|точка\s+[аa]|point\s+a|from|pick[\s-]?up(?:\s+(?:address|location|point|from))?|address|"
-    r"collection\s+address|start"
+    r"collection\s+address|start|от(?=\s*:)"
 )
 _DROPOFF_LABEL = (
     r"куда|адрес\s+назначения|место\s+назначения|пункт\s+назначения|точка\s+назначения|назначение|"
     r"конечный\s+адрес|адрес\s+прибытия|пункт\s+[бb]|точка\s+[бb]|point\s+b|отвезти|доставить|to|"
-    r"drop[\s-]?off(?:\s+(?:address|location|point))?|destination"
+    r"drop[\s-]?off(?:\s+(?:address|location|point))?|destination|до(?=\s*:)"
 )
 # "Откуда: X" and "Откуда - X"; the bare English "From"/"To" only with a colon.
 _LABEL = re.compile(
@@ -243,7 +244,7 @@ _GATE_DROPOFF_VERBS = frozenset(
 _GATE_LABELS = frozenset(
     "откуда куда адрес подачи подача отправления отправление пункт точка point from pick pickup address "
     "collection start назначения назначение прибытия конечный место to drop dropoff destination забрать "
-    "отвезти доставить".split()
+    "отвезти доставить от до".split()
 )
 
 

@@ -156,3 +156,79 @@ def test_transliterated_russian() -> None:
 def test_english_is_not_read_as_transliteration() -> None:
     order = parse("Can you do 9:00 tomorrow from Soho to Heathrow, £60?", "GB")
     assert order.pickup_address == "Soho" and local(order) == "2026-12-04 09:00"
+
+
+# ---- people: counted in words, named after a title -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "count"),
+    [
+        ("завтра 9:00 Арбат 5 → Внуково, 1500р, трое", "RU", 3),
+        ("завтра 9:00 Арбат 5 → Внуково, 1500р, Пассажиров: четверо", "RU", 4),
+        ("завтра 9:00 Арбат 5 → Внуково, 1500р, 3 взрослых и ребёнок", "RU", 4),
+        ("завтра о 9:00 вул. Франка 5 → вокзал, 300 грн, 2 пасажири", "UA", 2),
+        ("завтра о 9:00 вул. Франка 5 → вокзал, 300 грн, двоє", "UA", 2),
+        ("tomorrow 9:00 Marina to DXB, 100 AED, family of 5", "AE", 5),
+        ("tomorrow 9:00 Soho to Heathrow, £60, two passengers", "GB", 2),
+    ],
+)
+def test_people_counted_in_words(text: str, region: str, count: int) -> None:
+    assert parse(text, region).passengers == count
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "name"),
+    [
+        ("tomorrow 9:00 Savoy to Heathrow, £60, Mr Whitfield", "GB", "Mr Whitfield"),
+        ("Pick up Mrs. O'Neill at the Hilton at 18:00 today, to Luton, £70", "GB", "Mrs. O'Neill"),
+        ("DXB T1 at 10:30 pm, to Marina, 120 AED, Mr Al Hashimi +971 50 765 4321", "AE", "Mr Al Hashimi"),
+        ("завтра 9:00 Арбат 5 → Внуково, 1500р, г-н Воронцов", "RU", "г-н Воронцов"),
+        ("завтра 9:00 Арбат 5 → Внуково, 1500р, Клиент Mr. Evans", "RU", "Mr. Evans"),
+        ("завтра 9:00 Арбат 5 → Внуково, 1500р, Зинаида Петровна 8 916 555 44 33", "RU", "Зинаида Петровна"),
+    ],
+)
+def test_names_after_titles_and_with_patronymics(text: str, region: str, name: str) -> None:
+    assert parse(text, region).client_name == name
+
+
+# ---- Ukrainian; airport codes as places; the drop-off after the times ------------------------------------
+
+
+def test_ukrainian_order() -> None:
+    order = parse("у неділю о 6:45 з вул. Володимирська 40 до аеропорту Бориспіль, 850 грн, 3 пасажири", "UA")
+    assert local(order) == "2026-12-06 06:45"
+    assert order.pickup_address == "вул. Володимирська 40"
+    assert order.dropoff_address == "аеропорту Бориспіль"
+    assert (order.price_amount, order.price_currency, order.passengers) == (850, "UAH", 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "region", "pickup", "dropoff"),
+    [
+        (
+            "Аэропорт KZN, рейс SU 1254 из Москвы, в 14:10, до ул. Баумана 20, 800р",
+            "RU",
+            "Аэропорт KZN",
+            "Баумана",
+        ),
+        ("FRU, прилёт 03:20, машина к 03:50, в центр, ул. Киевская 77, 1500 сом", "RU", "FRU", "Киевская"),
+        (
+            "JFK Terminal 4, B6 1 from Fort Lauderdale at 9:40 pm, pick up 10:10 pm, 88 Wall St, $80",
+            "US",
+            "JFK",
+            "Wall",
+        ),
+    ],
+)
+def test_airport_code_is_the_pickup_and_the_place_after_the_times_the_dropoff(
+    text: str, region: str, pickup: str, dropoff: str
+) -> None:
+    order = parse(text, region)
+    assert order.pickup_address is not None and pickup in order.pickup_address
+    assert order.dropoff_address is not None and dropoff in order.dropoff_address
+
+
+def test_russian_from_and_to_labels() -> None:
+    order = parse("Заказ на завтра\nВремя: 07:20\nОт: Беляево, Профсоюзная 104\nДо: Домодедово\nЦена: 1600")
+    assert order.pickup_address == "Беляево, Профсоюзная 104" and order.dropoff_address == "Домодедово"
