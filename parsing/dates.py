@@ -116,7 +116,8 @@ _BARE_HOUR = re.compile(r"(?P<h>\d(?<![\w.:,]\d)\d?)(?![\d\w]|[:.,]\d)")
 _BARE_HOUR_PREPS = frozenset("в во к at @ о by around".split())
 # Words allowed right after a bare hour ("в 7 из дома", "at 7 from the hotel").
 _AFTER_BARE_HOUR = re.compile(
-    r"\s*(?:$|[,.;!?)\n\x00→>—–-]|из\b|от\b|со?\b|до\b|в\b|на\b|и\b|from\b|to\b|and\b|pick|"
+    r"\s*(?:$|[,.;!?)\n\x00→>—–-]|из\b|от\b|со?\b|до\b|в\b|на\b|и\b|у\b|около\b|возле\b|з\b|від\b|"
+    r"from\b|to\b|and\b|near\b|outside\b|pick|"
     r"завтра|сегодня|послезавтра|tomorrow|today|tonight|утром|вечером|ночью|[A-ZА-ЯЁ])",
 )
 # "Сейчас"/"now": pickup at once, when nothing else says when.
@@ -317,10 +318,11 @@ class _Scan:
             self._weekdays()
         if has_digits and doc.has_any(_GATE_DAY_ONLY):
             self._days_only()
-        if has_digits:
-            self._bare_hours()
+        # Day-part words first: "вечером в 8 у ТЦ" reads the bare hour as a time right after them.
         if doc.has_any(_GATE_HINTS):
             self._hints()
+        if has_digits:
+            self._bare_hours()
         if doc.has_any(_GATE_NOW):
             for m in _NOW_WORD.finditer(doc.low):
                 self.now_word = True

@@ -100,7 +100,7 @@ def claim_flight_origins(doc: Doc, flight_spans: list[tuple[int, int]]) -> None:
 
 _PAX_UNIT = (
     r"(?:пассажир\w*|пасажир\w*|пасс?\b\.?|чел\b\.?|человек\w*|взросл\w*|pax|passengers?|persons?|people|ppl|adults?|"
-    r"guests?)"
+    r"guests?|of\s+us)"
 )
 _PAX_AFTER = re.compile(rf"(?P<n>\d(?<![\w.,:]\d)\d?)\s*(?:-?х\s+)?{_PAX_UNIT}")
 _PAX_LABEL = re.compile(
@@ -116,7 +116,7 @@ _PAX_WORDS = re.compile(
 _CHILDREN = re.compile(
     r"(?<![\w.,])(?:\+\s*)?(?P<n>\d{1,2})\s*(?:реб[её]н\w*|дет(?:ей|и)\b|child(?:ren)?|kids?|infants?)"
 )
-_GATE_PAX = frozenset("пас чел взр кол pax pas per peo ppl adu gue fam par gro".split())
+_GATE_PAX = frozenset("пас чел взр кол pax pas per peo ppl adu gue fam par gro us".split())
 _GATE_PAX_WORDS = frozenset(
     "нас двое трое четверо пятеро шестеро семеро один одна два две три четыре пять шесть one two three four "
     "five six вдвоем вдвоём втроем втроём вчетвером двоє троє п'ятеро".split()

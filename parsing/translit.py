@@ -18,7 +18,7 @@ _WORDS: dict[str, str] = {
     "passazhirov": "пассажиров", "passazhir": "пассажир", "pass": "пасс",
     "reis": "рейс", "reys": "рейс", "podacha": "подача", "podat": "подать", "otvezti": "отвезти",
     "zabrat": "забрать", "vstretit": "встретить", "vstrecha": "встреча", "prilet": "прилет", "prilyot": "прилет",
-    "kuda": "куда", "otkuda": "откуда", "nuzhna": "нужна", "mashina": "машина", "mashinu": "машину",
+    "zakaz": "заказ", "zakazik": "заказик", "kuda": "куда", "otkuda": "откуда", "nuzhna": "нужна", "mashina": "машина", "mashinu": "машину",
     "nal": "нал", "nalom": "налом", "nalichnymi": "наличными",
     "ponedelnik": "понедельник", "vtornik": "вторник", "sredu": "среду", "chetverg": "четверг",
     "pyatnicu": "пятницу", "pyatnitsu": "пятницу", "subbotu": "субботу", "voskresenie": "воскресенье",
@@ -29,7 +29,7 @@ _WORDS: dict[str, str] = {
 _MARKERS = frozenset(
     "segodnya sevodnya segodnia zavtra poslezavtra utra utrom vechera vecherom nochi nochyu nochiu dnya chel "
     "cheloveka chelovek passazhira passazhirov reis reys podacha otvezti zabrat vstretit vstrecha prilet prilyot "
-    "kuda otkuda nuzhna mashina mashinu ponedelnik vtornik chetverg pyatnicu pyatnitsu subbotu".split()
+    "kuda otkuda nuzhna mashina mashinu ponedelnik vtornik chetverg pyatnicu pyatnitsu subbotu zakaz".split()
 )
 _WORD = re.compile(r"(?<![\w'])[a-z]+(?![\w'])", re.IGNORECASE)
 _CYRILLIC = re.compile(r"[а-яёіїєА-ЯЁІЇЄ]")

@@ -232,3 +232,14 @@ def test_airport_code_is_the_pickup_and_the_place_after_the_times_the_dropoff(
 def test_russian_from_and_to_labels() -> None:
     order = parse("Заказ на завтра\nВремя: 07:20\nОт: Беляево, Профсоюзная 104\nДо: Домодедово\nЦена: 1600")
     assert order.pickup_address == "Беляево, Профсоюзная 104" and order.dropoff_address == "Домодедово"
+
+
+def test_a_bare_hour_after_a_day_part() -> None:
+    order = parse("сегодня вечером в 7 у ТЦ Авиапарк, едем во Внуково, 1900 руб")
+    assert local(order) == "2026-12-03 19:00" and order.pickup_address and "Авиапарк" in order.pickup_address
+
+
+def test_of_us_counts_people_and_a_transliterated_order_word() -> None:
+    assert parse("tonight 10pm from Soho to Heathrow, £50, 4 of us", "GB").passengers == 4
+    order = parse("Zakaz: zavtra v 5:40 iz Butovo v Vnukovo, 1300 rub")
+    assert order.pickup_address == "Butovo" and local(order) == "2026-12-04 05:40"
