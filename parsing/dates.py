@@ -138,7 +138,8 @@ _LEAD_LABELS = (
     "дата и время", "дата/время", "дата", "время", "когда", "date", "time",
     "машина", "машину", "машины", "car", "car at", "meet", "collect", "pick up", "pickup", "pick-up", "встретить",
     "встреча", "забрать", "зустріти", "зустріч", "забрати", "подача машины", "приліт", "прилітає", "прибуття",
-    "due", "час", "коли",
+    "due", "час", "коли", "встречать", "встречаем", "встретим", "забираем", "заберём", "заберем", "подаём",
+    "подаем", "подадим",
 )  # fmt: skip
 _LEAD_LABELS_BY_LAST: dict[str, list[str]] = {}
 for _label in sorted(_LEAD_LABELS, key=len, reverse=True):
@@ -152,6 +153,7 @@ _ARRIVAL_LABELS = ("прил", "прибы", "прибут", "посадка", "
 # Text after this belongs to a return trip: its date/time is not the pickup.
 _RETURN = re.compile(r"(?<!\w)(?:обратно|назад|return(?:ing)?|back\s+on|way\s+back)(?!\w)")
 _MONEY_AHEAD = re.compile(r"\s?(?:€|\$|£|₽|₸|₴|₺|руб|р(?![а-яё])|eur|usd|gbp|aed|tl\b|тг|грн|евро|euro)")
+_NIGHT_FROM = re.compile(r"(?:ночь|ніч|night)\s+(?:с|со|з|from)\s+$")
 _TIME_WORDS = re.compile(r"(?<!\w)(?:время|time|в|к|at|by|@|⏰)\s*[:\-]?\s*$")
 
 
@@ -460,9 +462,12 @@ class _Scan:
             self._add_date(m, kind="rel", value=_REL_DAYS[word])
 
     def _weekdays(self) -> None:
-        for m in _WEEKDAY_RE.finditer(self.doc.low):
+        low = self.doc.low
+        for m in _WEEKDAY_RE.finditer(low):
             number = _weekday_number(m.group("wd"))
-            if number >= 0:
+            if number >= 0 and _NIGHT_FROM.search(low, max(0, m.start() - 12), m.start()):
+                self.doc.claim(m.start(), m.end())  # "в ночь с пятницы на субботу": the day after counts
+            elif number >= 0:
                 self._add_date(m, kind="weekday", value=number)
 
     def _days_only(self) -> None:

@@ -188,7 +188,9 @@ _PICKUP_VERB = re.compile(
     rf"подать|подайте){_RU_OBJ}\s+(?:из|с|со|от|в|во|на|у|около|возле)(?=\s)|"
     rf"(?:забрать|заберите|забери|встретить|встреть|встреча|встречать|подача|подать\s+машину)(?=\s)|"
     rf"(?:meet\s*(?:&|and)\s*greet|meet|pick(?:ing)?[\s-]?up|collect){_OBJ}(?:\s+(?:at|from|in|outside))?(?=\s|$)|"
-    r"по\s+адресу(?=\s))"
+    r"по\s+адресу(?=\s)|"
+    # "lands at JFK T5", "прилетает во Внуково": where the plane lands is where the client is met.
+    r"(?:lands|landing|arrives|arriving|прилетает|прилетают|прилітає)\s+(?:at|in|into|в|во|у)(?=\s))"
 )
 _DROPOFF_VERB = re.compile(
     rf"(?<!\w)(?:(?:отвезти|отвезите|отвези|отвести|везти|везем|везём|довезти|доставить|подвезти|завезти|едем|"
@@ -234,7 +236,8 @@ _HAS_EMOJI_LABEL = re.compile(r"[📍🅰🟢🏁🎯🅱🔴]")
 # Words without which the verb/label patterns cannot match (see Doc.words).
 _GATE_PICKUP_VERBS = frozenset(
     "забрать заберите забери забираем встретить встретьте встреть встречаем встречать встреча подать подайте "
-    "подача meet pick pickup picking collect адресу".split()
+    "подача meet pick pickup picking collect адресу lands landing arrives arriving прилетает прилетают "
+    "прилітає".split()
 )
 _GATE_DROPOFF_VERBS = frozenset(
     "отвезти отвезите отвези отвести везти везем везём довезти доставить подвезти завезти едем ехать поедем "
@@ -512,6 +515,7 @@ def _is_question(ctx: _Ctx, i: int) -> bool:
 
 def _fallback(ctx: _Ctx, taken: _Found | None) -> _Found | None:
     """The first free piece of text that reads like an address (cards and one-address orders)."""
+    header: _Found | None = None
     for i, item in enumerate(ctx.items):
         if item.kind != "text" or _is_question(ctx, i):
             continue
@@ -526,8 +530,21 @@ def _fallback(ctx: _Ctx, taken: _Found | None) -> _Found | None:
             piece = piece[: cut.start()]
         value = _clean(piece, "any")
         if value and _looks_like_address(value):
+            if header is None and _is_city_header(ctx, i, value):
+                header = (start, end, value)  # "Алматы: ALA, …" names the city; the place comes next
+                continue
             return start, end, value
-    return None
+    return header
+
+
+def _is_city_header(ctx: _Ctx, i: int, value: str) -> bool:
+    """A single word that opens the message and is followed by a colon ("Алматы:", "СПб:")."""
+    if " " in value or any(
+        item.kind == "text" and has_letters(ctx.masked[item.start : item.end]) for item in ctx.items[:i]
+    ):
+        return False
+    after = ctx.items[i + 1] if i + 1 < len(ctx.items) else None
+    return after is not None and after.kind == "brk" and ctx.masked[after.start : after.end] == ":"
 
 
 def _next_place(ctx: _Ctx, after: int) -> _Found | None:

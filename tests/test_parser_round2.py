@@ -243,3 +243,21 @@ def test_of_us_counts_people_and_a_transliterated_order_word() -> None:
     assert parse("tonight 10pm from Soho to Heathrow, £50, 4 of us", "GB").passengers == 4
     order = parse("Zakaz: zavtra v 5:40 iz Butovo v Vnukovo, 1300 rub")
     assert order.pickup_address == "Butovo" and local(order) == "2026-12-04 05:40"
+
+
+def test_the_night_from_one_day_to_the_next_is_the_later_day() -> None:
+    order = parse("в ночь с субботы на воскресенье в 1:30 с Арбата 5 в Шереметьево, 1500р")
+    assert local(order) == "2026-12-06 01:30"
+
+
+def test_where_the_plane_lands_is_the_pickup() -> None:
+    order = parse(
+        "UA 88 from Denver lands at EWR Terminal C at 6:10 pm, pickup 6:40 pm, to Hoboken, $60", "US"
+    )
+    assert order.pickup_address == "EWR Terminal C" and local(order) == "2026-12-03 18:40"
+
+
+def test_a_city_before_a_colon_is_a_header() -> None:
+    order = parse("Ташкент: TAS, встречать в 9:40, до Юнусабада, 90 000 сум", "UZ")
+    assert order.pickup_address == "TAS"
+    assert local(order) == "2026-12-04 09:40"  # 9:40 has passed today
