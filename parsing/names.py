@@ -82,6 +82,7 @@ _TITLE = re.compile(
     r"(?<![\w'])(?P<name>(?:Mr|Mrs|Ms|Miss|Mx|Dr|Sir|Mister|Madam|Г-н|г-н|Г-жа|г-жа|Господин|господин|Госпожа|"
     r"госпожа|Пан|пан|Пані|пані)\.?[ ]+[A-ZА-ЯЁІЇЄ][\w'-]+(?:[ ]+(?!(?:[Tt]o|[Aa]t|[Ff]rom)\b)[A-ZА-ЯЁІЇЄ][\w'-]+)?)"
 )
+_STREET_BEFORE = re.compile(r"\d+[A-Za-z]?[ ]+(?:[A-Z][\w'-]*[ ]+){1,3}$")
 _GATE_TITLE = frozenset("mr mrs ms miss mx dr sir mister madam г н жа господин госпожа пан пані".split())
 _LABEL_LOOSE = re.compile(
     r"(?<!\w)(?i:клиент(?:ка)?|client|пассажир(?:ка)?|passenger|guest|гость)\s+(?P<name>" + _WORD + ")"
@@ -129,6 +130,8 @@ def extract_name(doc: Doc, phones: list[Phone]) -> str | None:
     for pattern in patterns:
         for m in pattern.finditer(doc.masked):
             if pattern is _TITLE:
+                if _STREET_BEFORE.search(doc.masked, max(0, m.start() - 40), m.start()):
+                    continue  # "55 Sunset Dr Palo Alto": a street's "Dr", not a doctor
                 name = " ".join(w for w in m.group("name").split() if w.lower() not in _NOT_NAMES)
                 doc.claim(m.start(), m.end())
                 return name

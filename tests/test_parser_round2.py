@@ -261,3 +261,8 @@ def test_a_city_before_a_colon_is_a_header() -> None:
     order = parse("Ташкент: TAS, встречать в 9:40, до Юнусабада, 90 000 сум", "UZ")
     assert order.pickup_address == "TAS"
     assert local(order) == "2026-12-04 09:40"  # 9:40 has passed today
+
+
+def test_a_streets_dr_is_not_a_doctor() -> None:
+    order = parse("tomorrow 9am from 55 Sunset Dr Palo Alto to SFO, $80", "US")
+    assert order.client_name is None and order.pickup_address == "55 Sunset Dr Palo Alto"
