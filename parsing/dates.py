@@ -96,6 +96,8 @@ _HOURS_WORD = r"ч(?:ас(?:а|ов)?)?\.?(?![а-яё])"
 _COLON_TIME = re.compile(
     rf"(?P<h>\d(?<![\d:.]\d)\d?):(?P<m>[0-5]\d)(?!\d)(?:\s*(?:{_AMPM}|{_RU_PERIOD}|{_HOURS_WORD}))?",
 )
+# "5.15am": a dotted time glued to am/pm (a dotted pair followed by letters is otherwise no date or time).
+_DOT_AMPM = re.compile(rf"(?P<h>\d(?<![\w.:,/]\d)\d?)\.(?P<m>[0-5]\d){_AMPM}")
 _DOT_TIME_SUFFIX = re.compile(rf"\s*(?:{_AMPM}|{_RU_PERIOD}|{_HOURS_WORD})")
 _MARKED_HOUR = re.compile(
     rf"(?P<h>\d(?<![\d:.,]\d)\d?)\s*(?:{_AMPM}|(?:{_HOURS_WORD}\s*)?{_RU_PERIOD}|{_HOURS_WORD})",
@@ -306,6 +308,12 @@ class _Scan:
             self._numeric_dates_with_year()
         if ":" in text:
             self._colon_times()
+        if has_digits and "." in text and doc.has_any(_GATE_MARKED):
+            for m in _DOT_AMPM.finditer(doc.low):
+                hour = int(m.group("h"))
+                if 1 <= hour <= 12:
+                    period = self._period(m)
+                    self._add_time(m, self._apply_period(hour, period), int(m.group("m")), False, period)
         if "-" in text and has_digits:
             self._dash_times()
         if has_digits and doc.has_any(_GATE_MARKED):

@@ -157,7 +157,8 @@ def extract_passengers(doc: Doc) -> int | None:
             count += int(m.group("n"))
         doc.claim(m.start(), m.end())
     for m in _ONE_CHILD.finditer(doc.low) if count is not None and doc.has_stem(_GATE_CHILDREN) else ():
-        if _ADULTS.search(doc.text_low):
+        # "2 взрослых и ребёнок", "2 пассажира + ребёнок": one more seat.
+        if m.group(0).startswith("+") or _ADULTS.search(doc.text_low):
             count += 1
         doc.claim(m.start(), m.end())
     return count

@@ -12,7 +12,7 @@ _WORDS: dict[str, str] = {
     "segodnya": "сегодня", "sevodnya": "сегодня", "segodnia": "сегодня", "segodня": "сегодня",
     "zavtra": "завтра", "poslezavtra": "послезавтра",
     "utra": "утра", "utrom": "утром", "vechera": "вечера", "vecherom": "вечером", "nochi": "ночи",
-    "nochyu": "ночью", "nochiu": "ночью", "dnya": "дня", "dnem": "днём",
+    "nochyu": "ночью", "nochiu": "ночью", "noch'yu": "ночью", "noch'ju": "ночью", "dnya": "дня", "dnem": "днём",
     "v": "в", "vo": "во", "iz": "из", "s": "с", "so": "со", "ot": "от", "do": "до", "na": "на", "k": "к",
     "chel": "чел", "cheloveka": "человека", "chelovek": "человек", "passazhira": "пассажира",
     "passazhirov": "пассажиров", "passazhir": "пассажир", "pass": "пасс",
@@ -31,7 +31,7 @@ _MARKERS = frozenset(
     "cheloveka chelovek passazhira passazhirov reis reys podacha otvezti zabrat vstretit vstrecha prilet prilyot "
     "kuda otkuda nuzhna mashina mashinu ponedelnik vtornik chetverg pyatnicu pyatnitsu subbotu zakaz".split()
 )
-_WORD = re.compile(r"(?<![\w'])[a-z]+(?![\w'])", re.IGNORECASE)
+_WORD = re.compile(r"(?<![\w'])[a-z]+(?:'[a-z]+)?(?![\w'])", re.IGNORECASE)
 _CYRILLIC = re.compile(r"[а-яёіїєА-ЯЁІЇЄ]")
 _LATIN_WORDS = re.compile(r"[a-z]{4,}", re.IGNORECASE)
 

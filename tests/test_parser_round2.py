@@ -266,3 +266,11 @@ def test_a_city_before_a_colon_is_a_header() -> None:
 def test_a_streets_dr_is_not_a_doctor() -> None:
     order = parse("tomorrow 9am from 55 Sunset Dr Palo Alto to SFO, $80", "US")
     assert order.client_name is None and order.pickup_address == "55 Sunset Dr Palo Alto"
+
+
+def test_dotted_time_with_am_pm_and_a_child_added_with_a_plus() -> None:
+    order = parse("job for tomorrow: 6.40am from 3 Elm Row to Gatwick North, £50", "GB")
+    assert local(order) == "2026-12-04 06:40"
+    assert parse("завтра 9:00 Арбат 5 → Внуково, 1500р, 2 пассажира + ребёнок").passengers == 3
+    assert parse("segodnya noch'yu v 3:10 s Arbata 5 v Vnukovo, 1500 rub").pickup_at is not None
+    assert local(parse("segodnya noch'yu v 3:10 s Arbata 5 v Vnukovo, 1500 rub")) == "2026-12-04 03:10"
