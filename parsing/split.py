@@ -17,8 +17,8 @@ from parsing.orders import parse_order
 from schemas.order import ParsedOrder
 
 _SEPARATOR = re.compile(r"^\s*(?:[-=_*~—–]{3,}|\.{3,})\s*$", re.M)
-# "1)", "1.", "№1", "#1" at a line start, followed by a space: numbered list items.
-_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|№\s?\d{1,2}[.):]?|#\d{1,2}[.):]?)\s+", re.M)
+# "1)", "1.", "№1", "#1", or a bullet ("—", "-", "•") at a line start, followed by a space: list items.
+_ITEM = re.compile(r"^\s*(?:\d{1,2}[.)]|№\s?\d{1,2}[.):]?|#\d{1,2}[.):]?|[-—–•▪●*])\s+", re.M)
 _BLANK = re.compile(r"\n\s*\n")
 MAX_ORDERS = 20  # a longer list is more likely a price list than orders; one card per order is plenty
 HEADER_MAX = 300  # "Заказы на завтра, 28.11:" and a greeting; a longer preamble is not shared context

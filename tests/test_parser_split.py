@@ -176,3 +176,19 @@ def test_parser_cpu_grows_linearly_with_the_text(shape: str) -> None:
     small = _cpu(lambda: [parse_order(short, NOW, TZ) for _ in range(8)]) / 8
     big = _cpu(lambda: parse_order(long, NOW, TZ))
     assert big <= 24 * small + 0.002, f"{big * 1000:.1f} ms for the whole text, {small * 1000:.2f} ms for 1/8"
+
+
+def test_a_bulleted_list_splits() -> None:
+    text = (
+        "На 05.12\n"
+        "— 06:00 Арбат 5 → Внуково, 1500 нал\n"
+        "— 13:20 Внуково, рейс SU 1234 из Сочи → Химки, 1800\n"
+        "— 20:00 Тверская 3 → Шереметьево B, 2200"
+    )
+    blocks = split(text)
+    assert [b.order.pickup_address for b in blocks] == ["Арбат 5", "Внуково", "Тверская 3"]
+    assert all(b.order.pickup_at and b.order.pickup_at.day == 5 for b in blocks)
+
+
+def test_a_card_with_dashed_lines_stays_one_order() -> None:
+    assert split("- Завтра в 9:00\n- Откуда: Арбат 10\n- Куда: Шереметьево D\n- 1500р") == []
