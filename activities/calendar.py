@@ -33,6 +33,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.oauth import OAuthGrants, UserGrant
 from autodispatch.texts import event_description, event_summary
+from parsing.places import navigation_name
 from schemas.calendar import (
     CalendarEvent,
     CancelEventInput,
@@ -235,7 +236,8 @@ def event_body(req: CreateEventInput, default_duration_minutes: int = 60) -> dic
     return {
         "id": req.event_id,
         "summary": event_summary(order, req.time_zone),
-        "location": order.pickup_address or "",
+        # A known airport or station by its full name, so the driver's navigation app finds it.
+        "location": navigation_name(order.pickup_address) if order.pickup_address else "",
         "description": event_description(order, req.original_text, req.language),
         "start": {"dateTime": start.isoformat(), "timeZone": req.time_zone},
         "end": {"dateTime": end.isoformat(), "timeZone": req.time_zone},

@@ -96,6 +96,8 @@ _HOURS_WORD = r"ч(?:ас(?:а|ов)?)?\.?(?![а-яё])"
 _COLON_TIME = re.compile(
     rf"(?P<h>\d(?<![\d:.]\d)\d?):(?P<m>[0-5]\d)(?!\d)(?:\s*(?:{_AMPM}|{_RU_PERIOD}|{_HOURS_WORD}))?",
 )
+# "5.15am": a dotted time glued to am/pm (a dotted pair followed by letters is otherwise no date or time).
+_DOT_AMPM = re.compile(rf"(?P<h>\d(?<![\w.:,/]\d)\d?)\.(?P<m>[0-5]\d){_AMPM}")
 _DOT_TIME_SUFFIX = re.compile(rf"\s*(?:{_AMPM}|{_RU_PERIOD}|{_HOURS_WORD})")
 _MARKED_HOUR = re.compile(
     rf"(?P<h>\d(?<![\d:.,]\d)\d?)\s*(?:{_AMPM}|(?:{_HOURS_WORD}\s*)?{_RU_PERIOD}|{_HOURS_WORD})",
@@ -116,7 +118,8 @@ _BARE_HOUR = re.compile(r"(?P<h>\d(?<![\w.:,]\d)\d?)(?![\d\w]|[:.,]\d)")
 _BARE_HOUR_PREPS = frozenset("в во к at @ о by around".split())
 # Words allowed right after a bare hour ("в 7 из дома", "at 7 from the hotel").
 _AFTER_BARE_HOUR = re.compile(
-    r"\s*(?:$|[,.;!?)\n\x00→>—–-]|из\b|от\b|со?\b|до\b|в\b|на\b|и\b|from\b|to\b|and\b|pick|"
+    r"\s*(?:$|[,.;!?)\n\x00→>—–-]|из\b|от\b|со?\b|до\b|в\b|на\b|и\b|у\b|около\b|возле\b|з\b|від\b|"
+    r"from\b|to\b|and\b|near\b|outside\b|pick|"
     r"завтра|сегодня|послезавтра|tomorrow|today|tonight|утром|вечером|ночью|[A-ZА-ЯЁ])",
 )
 # "Сейчас"/"now": pickup at once, when nothing else says when.
@@ -124,7 +127,7 @@ _NOW_WORD = re.compile(
     r"(?<!\w)(?:прямо\s+сейчас|сейчас|срочно\s+сейчас|right\s+now|now|asap|immediately)(?!\w)"
 )
 _PERIOD_HINT = re.compile(
-    r"(?<!\w)(?P<hint>утром|вечером|дн[её]м|ночью|this\s+morning|this\s+evening|this\s+afternoon|"
+    r"(?<!\w)(?P<hint>утром|вечером|дн[её]м|ночью|вранці|зранку|ввечері|увечері|вночі|уночі|вдень|this\s+morning|this\s+evening|this\s+afternoon|"
     r"in\s+the\s+morning|in\s+the\s+evening|in\s+the\s+afternoon|afternoon|evening)(?!\w)",
 )
 # A lead-in right before a date/time: a field label ("Время подачи:", "⏰") and/or a preposition.
@@ -135,16 +138,24 @@ _LEAD_LABELS = (
     "прилет", "прилёт", "прилетает", "прилётает", "прилетаем", "прибытие", "прибытия", "прибывает", "посадка",
     "arrival", "arrives", "arriving", "land", "lands", "landing", "вылет", "вылетает", "departure", "departs",
     "дата и время", "дата/время", "дата", "время", "когда", "date", "time",
+    "машина", "машину", "машины", "car", "car at", "meet", "collect", "pick up", "pickup", "pick-up", "встретить",
+    "встреча", "забрать", "зустріти", "зустріч", "забрати", "подача машины", "приліт", "прилітає", "прибуття",
+    "due", "час", "коли", "встречать", "встречаем", "встретим", "забираем", "заберём", "заберем", "подаём",
+    "подаем", "подадим",
 )  # fmt: skip
 _LEAD_LABELS_BY_LAST: dict[str, list[str]] = {}
 for _label in sorted(_LEAD_LABELS, key=len, reverse=True):
     _LEAD_LABELS_BY_LAST.setdefault(re.split(r"[\s/-]", _label)[-1], []).append(_label)
 _LEAD_EMOJI = frozenset("📅🗓⏰🕐🕑🕒⌚⏱")
-_PICKUP_LABELS = ("подач", "подать", "pick", "время встречи")
-_ARRIVAL_LABELS = ("прил", "прибы", "посадка", "arriv", "land", "вылет", "depart")
+_PICKUP_LABELS = (
+    "подач", "подать", "pick", "время встречи", "машин", "car", "meet", "collect", "встрет", "встреч", "забра",
+    "зустр",
+)  # fmt: skip
+_ARRIVAL_LABELS = ("прил", "прибы", "прибут", "посадка", "arriv", "land", "вылет", "depart", "due")
 # Text after this belongs to a return trip: its date/time is not the pickup.
 _RETURN = re.compile(r"(?<!\w)(?:обратно|назад|return(?:ing)?|back\s+on|way\s+back)(?!\w)")
 _MONEY_AHEAD = re.compile(r"\s?(?:€|\$|£|₽|₸|₴|₺|руб|р(?![а-яё])|eur|usd|gbp|aed|tl\b|тг|грн|евро|euro)")
+_NIGHT_FROM = re.compile(r"(?:ночь|ніч|night)\s+(?:с|со|з|from)\s+$")
 _TIME_WORDS = re.compile(r"(?<!\w)(?:время|time|в|к|at|by|@|⏰)\s*[:\-]?\s*$")
 
 
@@ -164,7 +175,9 @@ _GATE_WEEKDAYS = frozenset(
     "пон вто сре чет пят суб вос пн вт ср чт пт сб вс вів сер нед mon tue wed thu fri sat sun п".split()
 )
 _GATE_DAY_ONLY = frozenset("го е ое st nd rd th".split())
-_GATE_HINTS = frozenset("утром вечером днём днем ночью morning evening afternoon".split())
+_GATE_HINTS = frozenset(
+    "утром вечером днём днем ночью вранці зранку ввечері увечері вночі уночі вдень morning evening afternoon".split()
+)
 _GATE_NOW = frozenset("сейчас now asap immediately".split())
 
 
@@ -295,6 +308,12 @@ class _Scan:
             self._numeric_dates_with_year()
         if ":" in text:
             self._colon_times()
+        if has_digits and "." in text and doc.has_any(_GATE_MARKED):
+            for m in _DOT_AMPM.finditer(doc.low):
+                hour = int(m.group("h"))
+                if 1 <= hour <= 12:
+                    period = self._period(m)
+                    self._add_time(m, self._apply_period(hour, period), int(m.group("m")), False, period)
         if "-" in text and has_digits:
             self._dash_times()
         if has_digits and doc.has_any(_GATE_MARKED):
@@ -309,10 +328,11 @@ class _Scan:
             self._weekdays()
         if has_digits and doc.has_any(_GATE_DAY_ONLY):
             self._days_only()
-        if has_digits:
-            self._bare_hours()
+        # Day-part words first: "вечером в 8 у ТЦ" reads the bare hour as a time right after them.
         if doc.has_any(_GATE_HINTS):
             self._hints()
+        if has_digits:
+            self._bare_hours()
         if doc.has_any(_GATE_NOW):
             for m in _NOW_WORD.finditer(doc.low):
                 self.now_word = True
@@ -407,6 +427,9 @@ class _Scan:
 
     def _numeric_dates_short(self) -> None:
         low = self.doc.low
+        # Whether the message has a colon time / a day word: asked once, not per candidate.
+        colon_time: bool | None = None
+        day_word: bool | None = None
         for m in _NUM_DATE.finditer(low):
             if m.group("year") is not None or m["sep"] == "-" or (m["sep"] == "." and len(m["b"]) != 2):
                 continue  # "1.5 тыс" is a number, not the 1st of May
@@ -421,8 +444,11 @@ class _Scan:
                 # either a lead-in ("в 10.11") or a date already given ("завтра 10.11").
                 suffix = _DOT_TIME_SUFFIX.match(low, m.end())
                 lead = _TIME_WORDS.search(low, max(0, m.start() - 12), m.start())
-                has_time = bool(self.times) or _COLON_TIME.search(low) is not None
-                has_date = bool(self.dates) or _REL_DAY.search(low) is not None
+                if colon_time is None:
+                    colon_time = _COLON_TIME.search(low) is not None
+                    day_word = _REL_DAY.search(low) is not None
+                has_time = bool(self.times) or colon_time
+                has_date = bool(self.dates) or bool(day_word)
                 as_date = not (suffix or (not has_time and (lead is not None or has_date)))
             if as_date:
                 self._add_date(m, kind="md", month=month, day=day)
@@ -444,9 +470,12 @@ class _Scan:
             self._add_date(m, kind="rel", value=_REL_DAYS[word])
 
     def _weekdays(self) -> None:
-        for m in _WEEKDAY_RE.finditer(self.doc.low):
+        low = self.doc.low
+        for m in _WEEKDAY_RE.finditer(low):
             number = _weekday_number(m.group("wd"))
-            if number >= 0:
+            if number >= 0 and _NIGHT_FROM.search(low, max(0, m.start() - 12), m.start()):
+                self.doc.claim(m.start(), m.end())  # "в ночь с пятницы на субботу": the day after counts
+            elif number >= 0:
                 self._add_date(m, kind="weekday", value=number)
 
     def _days_only(self) -> None:
@@ -473,7 +502,10 @@ class _Scan:
                 continue
             start = m.start() - (len(head) - len(prep)) - len(word)
             # "в 7 Арбат → …", "в 7 из дома"; or any "в 7" right after a date ("завтра в 11 маму…").
-            after_date = masked[:start].rstrip(" ,").endswith(HOLE)
+            k = start
+            while k > 0 and masked[k - 1] in " ,":
+                k -= 1
+            after_date = k > 0 and masked[k - 1] == HOLE
             if not (after_date or _AFTER_BARE_HOUR.match(masked, m.end())):
                 continue
             self.doc.claim(start, m.end())
@@ -483,11 +515,11 @@ class _Scan:
     def _hints(self) -> None:
         for m in _PERIOD_HINT.finditer(self.doc.low):
             low = m.group("hint")
-            if low.startswith(("утр", "this morning", "in the morning")):
+            if low.startswith(("утр", "вран", "зран", "this morning", "in the morning")):
                 hint = "morning"
-            elif low.startswith(("веч", "this evening", "in the evening", "evening")):
+            elif low.startswith(("веч", "ввеч", "увеч", "this evening", "in the evening", "evening")):
                 hint = "evening"
-            elif low.startswith("ноч"):
+            elif low.startswith(("ноч", "вноч", "уноч")):
                 hint = "night"
             else:
                 hint = "day"
@@ -624,9 +656,9 @@ def extract_pickup(doc: Doc, now: datetime, zone: ZoneInfo, region: str) -> Pick
     explicit = [(c, d) for c, d in resolved if c.kind != "weekday"]
     weekdays = [(c, d) for c, d in resolved if c.kind == "weekday"]
     if explicit and weekdays:
-        for c, _ in weekdays:
-            if not any(d.weekday() == c.value for _, d in explicit):
-                ambiguous = True
+        named = {d.weekday() for _, d in explicit}
+        if any(c.value not in named for c, _ in weekdays):
+            ambiguous = True
         resolved = explicit
     distinct_dates = {d for _, d in resolved}
     if len(distinct_dates) > 1:
@@ -642,12 +674,14 @@ def extract_pickup(doc: Doc, now: datetime, zone: ZoneInfo, region: str) -> Pick
     if resolved:
         first, day = resolved[0]
         if first.kind == "rel" and first.value == 0 and hm < now_hm:
-            # "сегодня в 7" said at 10:00 means 19:00; "сегодня в 2:30" said late in the evening means tonight.
+            # "сегодня в 7" said at 10:00 means 19:00; "сегодня в 2:30" said late in the evening, "сегодня
+            # ночью в 1:15", "tonight at 00:45" or "tonight at 1 am" mean the night that follows today.
             shiftable = chosen is not None and not chosen.explicit24 and chosen.period is None
-            if shiftable and 1 <= hour <= 11 and (hour + 12, minute) >= now_hm:
-                hour += 12
-            elif hour < 6 and now_local.hour >= 18:
+            small_hours = hour < 6 and (scan.hint in ("night", "evening") or not shiftable)
+            if small_hours or (hour < 6 and now_local.hour >= 18):
                 day = day + timedelta(days=1)
+            elif shiftable and 1 <= hour <= 11 and (hour + 12, minute) >= now_hm:
+                hour += 12
     else:
         day = today if hm >= now_hm else today + timedelta(days=1)
     at = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)

@@ -37,9 +37,11 @@ _CYRILLIC_CODES = {
 }  # fmt: skip
 
 
-def extract_flight(doc: Doc) -> str | None:
-    """The flight designator ("SU1525"), claimed with its "рейс" keyword."""
+def extract_flight(doc: Doc, spans: list[tuple[int, int]] | None = None) -> str | None:
+    """The flight designator ("SU1525"), claimed with its "рейс" keyword; `spans` collects where flights are."""
     found: list[tuple[int, str]] = []
+    if spans is None:
+        spans = []
     if not doc.has_digits:
         return None
     keyword_hits = (
@@ -53,46 +55,84 @@ def extract_flight(doc: Doc) -> str | None:
         if not code.isascii():
             continue
         found.append((m.start(), code + m.group("num")))
+        spans.append((m.start(), m.end()))
         doc.claim(m.start(), m.end())
     for m in _FLIGHT_BARE.finditer(doc.masked) if _HAS_UPPER.search(doc.masked) else ():
         code = m.group("code")
         if code in _AIRLINES:
             found.append((m.start(), code + m.group("num")))
+            spans.append((m.start(), m.end()))
             doc.claim(m.start(), m.end())
     return min(found)[1] if found else None
+
+
+# ---- where the flight or train comes from -------------------------------------------------------------
+
+# "рейс SU 1125 из Сочи", "прилёт из Минска", "поезд из Калуги", "flight from Paris", "BA 117 from New York":
+# the city the client comes from is not where the driver picks them up.
+_ORIGIN_PLACE = (
+    r"(?P<origin>(?i:из|изо|з|зі|із|from|iz)[ ]+[^\W\d_][\w'-]*(?:[ ]+[A-ZА-ЯЁІЇЄ][\w'-]*|-на-[\w'-]+)?)"
+)
+_ORIGIN_AFTER_WORD = re.compile(
+    r"(?<!\w)(?i:рейс\w*|авиарейс|прил[её]т\w*|прилета\w*|прибыти\w*|прибыва\w*|поезд\w*|поїзд\w*|приліт\w*|"
+    r"прибуття|reis|reys|prilet|poezd|flight|flt|arriv\w*|lands|landing|inbound|train)[ ]+"
+    # "прилёт в 23:35 из Москвы": the arrival time may come first (dates are read after this).
+    r"(?:(?:в|о|at)[ ]+)?(?:\d{1,2}[:.]\d{2}[ ]+)?" + _ORIGIN_PLACE
+)
+_ORIGIN_AT = re.compile(r"[ ]*" + _ORIGIN_PLACE)
+_GATE_ORIGIN = frozenset("из изо з зі із from iz".split())
+
+
+def claim_flight_origins(doc: Doc, flight_spans: list[tuple[int, int]]) -> None:
+    """Claim "из Сочи" / "from Paris" right after a flight, an arrival or a train, so no route step reads it."""
+    if not doc.has_any(_GATE_ORIGIN):
+        return
+    found = [m.span("origin") for m in _ORIGIN_AFTER_WORD.finditer(doc.masked)]
+    for _, end in flight_spans:
+        m = _ORIGIN_AT.match(doc.masked, end)
+        if m is not None:
+            found.append(m.span("origin"))
+    for start, end in found:
+        doc.claim(start, end)
 
 
 # ---- passengers ---------------------------------------------------------------------------------------
 
 _PAX_UNIT = (
-    r"(?:пассажир\w*|пасс?\b\.?|чел\b\.?|человек\w*|взросл\w*|pax|passengers?|persons?|people|ppl|adults?|"
-    r"guests?)"
+    r"(?:пассажир\w*|пасажир\w*|пасс?\b\.?|чел\b\.?|человек\w*|взросл\w*|pax|passengers?|persons?|people|ppl|adults?|"
+    r"guests?|of\s+us)"
 )
 _PAX_AFTER = re.compile(rf"(?P<n>\d(?<![\w.,:]\d)\d?)\s*(?:-?х\s+)?{_PAX_UNIT}")
 _PAX_LABEL = re.compile(
-    r"(?<!\w)(?:пассажиров|пасс\.?|кол-?во\s+(?:пассажиров|человек)|passengers|pax|people|guests|👥|🧑‍🤝‍🧑)"
+    r"(?<!\w)(?:пассажиров|пассажиры|пасажирів|пасажири|пасс\.?|кол-?во\s+(?:пассажиров|человек)|passengers|pax|"
+    r"people|guests|(?:family|party|group)\s+of|👥|🧑‍🤝‍🧑)"
     r"\s*[:\-]?\s*(?P<n>\d{1,2})(?![\w])",
 )
 _PAX_WORDS = re.compile(
-    r"(?<!\w)(?:нас\s+(?P<ru>двое|трое|четверо|пятеро|шестеро|семеро)|(?P<ru2>двое|трое|четверо|пятеро)\s+"
-    r"(?:пассажиров|человек|взрослых)|(?P<num>один|одна|два|две|три|четыре|пять|шесть|one|two|three|four|five|six)"
-    rf"\s+{_PAX_UNIT}|(?P<adv>вдвоем|вдвоём|втроем|втроём|вчетвером))",
+    r"(?<!\w)(?:нас\s+(?P<ru>двое|трое|четверо|пятеро|шестеро|семеро)|(?P<num>один|одна|два|две|три|четыре|пять|"
+    rf"шесть|one|two|three|four|five|six)\s+{_PAX_UNIT}|(?P<adv>вдвоем|вдвоём|втроем|втроём|вчетвером)|"
+    r"(?P<ru2>двое|трое|четверо|пятеро|шестеро|двоє|троє|четверо|п'ятеро))(?!\w)",
 )
 _CHILDREN = re.compile(
     r"(?<![\w.,])(?:\+\s*)?(?P<n>\d{1,2})\s*(?:реб[её]н\w*|дет(?:ей|и)\b|child(?:ren)?|kids?|infants?)"
 )
-_GATE_PAX = frozenset("пас чел взр кол pax pas per peo ppl adu gue".split())
+_GATE_PAX = frozenset("пас чел взр кол pax pas per peo ppl adu gue fam par gro us".split())
 _GATE_PAX_WORDS = frozenset(
     "нас двое трое четверо пятеро шестеро семеро один одна два две три четыре пять шесть one two three four "
-    "five six вдвоем вдвоём втроем втроём вчетвером".split()
+    "five six вдвоем вдвоём втроем втроём вчетвером двоє троє п'ятеро".split()
 )
-_GATE_CHILDREN = frozenset("реб дет chi kid inf".split())
+_GATE_CHILDREN = frozenset("реб дет дит chi kid inf bab".split())
 _ADULTS = re.compile(r"взросл|adult")
 _WORD_NUMBERS = {
     "один": 1, "одна": 1, "one": 1, "два": 2, "две": 2, "двое": 2, "two": 2, "вдвоем": 2, "вдвоём": 2,
     "три": 3, "трое": 3, "three": 3, "втроем": 3, "втроём": 3, "четыре": 4, "четверо": 4, "four": 4,
     "вчетвером": 4, "пять": 5, "пятеро": 5, "five": 5, "шесть": 6, "шестеро": 6, "six": 6, "семеро": 7,
+    "двоє": 2, "троє": 3, "п'ятеро": 5,
 }  # fmt: skip
+# "2 взрослых и ребёнок", "2 adults and a child": one child without a number.
+_ONE_CHILD = re.compile(
+    r"(?<!\w)(?:и|і|and|with|\+)\s+(?:a\s+|один\s+|одна\s+)?(?:реб[её]н\w*|дитин\w*|child|kid|infant|baby)(?!\w)"
+)
 
 
 def extract_passengers(doc: Doc) -> int | None:
@@ -115,6 +155,11 @@ def extract_passengers(doc: Doc) -> int | None:
         # "2 adults + 1 child": the child rides too; a bare "ребёнок 5 лет" is not a head count.
         if count is not None and _ADULTS.search(doc.text_low):
             count += int(m.group("n"))
+        doc.claim(m.start(), m.end())
+    for m in _ONE_CHILD.finditer(doc.low) if count is not None and doc.has_stem(_GATE_CHILDREN) else ():
+        # "2 взрослых и ребёнок", "2 пассажира + ребёнок": one more seat.
+        if m.group(0).startswith("+") or _ADULTS.search(doc.text_low):
+            count += 1
         doc.claim(m.start(), m.end())
     return count
 
@@ -183,7 +228,9 @@ def extract_notes(doc: Doc) -> tuple[str | None, str | None]:
     if not notes:
         return None, sign_name
     seen: list[str] = []
+    lowered: set[str] = set()
     for _, text in sorted(notes):
-        if text.lower() not in (s.lower() for s in seen):
+        if text.lower() not in lowered:
+            lowered.add(text.lower())
             seen.append(text)
     return "; ".join(seen), sign_name

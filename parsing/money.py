@@ -13,11 +13,12 @@ _THOUSANDS = r"(?:к|k|тыс\.?|тысяч[аи]?|т\.\s?р\.?)"
 _CUR_AFTER = (
     r"(?:₽|₸|₴|₺|€|\$|£|₾|₼|₹|₪|฿|¥|₩|֏|"
     r"бел\.?\s?руб\.?|руб(?:л(?:ей|я|ь))?\.?|р\.|р(?![\w-])|тенге|тг\.?|грн\.?|гривен|гривн[аяы]|"
-    r"лир[аы]?|дирхам\w*|евро|долл(?:аров|ара|ар|\.)?|бакс\w*|фунт\w*|злот\w*|лари|сомов|сом|сум|"
+    r"гривень|гривні|гривня|лир[аы]?|дирхам\w*|евро|долл(?:аров|ара|ар|\.)?|бакс\w*|фунт\w*|злот\w*|лари|сомов|сом|сум|"
     r"драм\w*|манат\w*|юан\w*|крон\w*|"
     r"usd|eur|gbp|rub|rur|byn|kzt|uah|try|aed|czk|pln|gel|chf|sek|nok|dkk|huf|ron|bgn|amd|azn|uzs|"
     r"kgs|cad|aud|nzd|sgd|hkd|jpy|cny|inr|thb|ils|sar|qar|egp|mxn|brl|"
-    r"euros?|dollars?|bucks|pounds?|quid|dirhams?|dhs|tl|lira|tenge|rubles?|roubles?|hrn|kč|zł|zl|kr|lei)"
+    r"euros?|dollars?|dollarov|dollara|bucks|pounds?|quid|dirhams?|dhs|tl|lira|tenge|rubles?|roubles?|rublei|rubley|"
+    r"hrn|grn|hryvnias?|som|soum|so'm|sum|kč|zł|zl|kr|lei)"
     r"(?![\w-])"
 )
 _CUR_BEFORE = (
@@ -37,6 +38,16 @@ _KEYWORD = re.compile(
     rf"💰|💵|💳|💸|за)\s*(?:[:\-–—=]\s*)?(?:{_PAYMENT_WORD}\s*[:,\-]?\s*)?(?P<cur0>{_CUR_BEFORE})?\s?"
     rf"(?P<num>{_NUM})(?!\s*(?:мин|час|ч\b|км|km|min|hour|сек|дн|д\.|%|пасс|чел|pax|[:/]\d))"
     rf"\s?(?P<k>{_THOUSANDS}(?![\w]))?(?:\s?(?P<cur>{_CUR_AFTER}))?",
+)
+# A number with how it is paid and no currency: "2300 нал", "2800 безнал", "1600 наличными", "40 cash".
+_PAID = re.compile(
+    rf"(?P<num>{_MARKED_NUM})\s?(?P<k>{_THOUSANDS}(?![\w]))?\s?"
+    r"(?:наличными|наличкой|налом|нал|безнал\w*|на\s+карту|по\s+карте|картой|переводом|готівкою|готівка|"
+    r"cash|in\s+cash|by\s+card|card)(?![\w])"
+)
+_GATE_PAID = frozenset(
+    "наличными наличкой налом нал безнал безналом безналичные карту карте картой переводом готівкою готівка cash "
+    "card".split()
 )
 _K_ONLY = re.compile(
     r"(?P<num>\d(?<![\w.,]\d)\d*(?:[.,]\d)?)(?:(?P<k>[кk])(?![\w-])|\s?(?P<k2>тыс\.?|тысяч[аи]?)(?!\w))"
@@ -68,7 +79,8 @@ _GATE_THOUSANDS = frozenset("к k тыс тысяч тысячи тысяча".s
 _WORD_CODES: tuple[tuple[str, str], ...] = (
     ("бел", "BYN"), ("руб", "RUB"), ("р", "RUB"), ("₽", "RUB"), ("rub", "RUB"), ("rur", "RUB"),
     ("roub", "RUB"), ("тенге", "KZT"), ("тг", "KZT"), ("₸", "KZT"), ("tenge", "KZT"),
-    ("грн", "UAH"), ("гривн", "UAH"), ("гривен", "UAH"), ("₴", "UAH"), ("hrn", "UAH"),
+    ("грн", "UAH"), ("гривн", "UAH"), ("гривен", "UAH"), ("гривень", "UAH"), ("₴", "UAH"), ("hrn", "UAH"),
+    ("grn", "UAH"), ("hryvn", "UAH"), ("sum", "UZS"),
     ("лир", "TRY"), ("₺", "TRY"), ("tl", "TRY"), ("lira", "TRY"), ("дирхам", "AED"), ("dirham", "AED"),
     ("dhs", "AED"), ("евро", "EUR"), ("€", "EUR"), ("euro", "EUR"), ("фунт", "GBP"), ("£", "GBP"),
     ("pound", "GBP"), ("quid", "GBP"), ("злот", "PLN"), ("zł", "PLN"), ("zl", "PLN"), ("лари", "GEL"),
@@ -76,6 +88,10 @@ _WORD_CODES: tuple[tuple[str, str], ...] = (
     ("₼", "AZN"), ("юан", "CNY"), ("₹", "INR"), ("₪", "ILS"), ("฿", "THB"), ("₩", "KRW"),
     ("kč", "CZK"), ("крон", "CZK"), ("lei", "RON"),
 )  # fmt: skip
+
+
+# Three letters that are a currency word, not an ISO code.
+_NOT_ISO = frozenset({"rub", "rur", "dhs", "hrn", "grn", "som", "sum"})
 
 
 class Price(NamedTuple):
@@ -97,7 +113,7 @@ def _currency(token: str | None, region: str, default: str) -> str:
     if not token:
         return default
     low = " ".join(token.lower().rstrip(".").split())
-    if low in ("$", "dollar", "dollars", "bucks") or low.startswith(("долл", "бакс")):
+    if low in ("$", "bucks") or low.startswith(("долл", "бакс", "dollar")):
         return default if default in _DOLLARS else "USD"
     if low in ("us$",):
         return "USD"
@@ -109,12 +125,14 @@ def _currency(token: str | None, region: str, default: str) -> str:
         return default if default in ("SEK", "NOK", "DKK", "ISK") else "SEK"
     if low == "¥":
         return "JPY" if region == "JP" else "CNY"
-    if len(low) == 3 and low.isascii() and low.isalpha() and low not in ("rub", "rur"):
+    if low in ("som", "soum", "so'm"):
+        return "UZS" if region == "UZ" else "KGS"
+    if len(low) == 3 and low.isascii() and low.isalpha() and low not in _NOT_ISO:
         return low.upper()
     for prefix, code in _WORD_CODES:
         if low.startswith(prefix):
             # In Belarus "руб"/"р" is the Belarusian rouble.
-            if code == "RUB" and region == "BY" and not low.startswith(("rub", "rur", "roub")):
+            if code == "RUB" and region == "BY" and not low.startswith(("rur", "roub")):
                 return "BYN"
             return code
     return default
@@ -130,6 +148,8 @@ def extract_price(doc: Doc, region: str, default_currency: str) -> Price | None:
     if doc.has_any(_GATE_KEYWORD) or _HAS_MONEY_EMOJI.search(doc.text):
         patterns.append(_KEYWORD)
     patterns.append(_MARKED)
+    if doc.has_any(_GATE_PAID):
+        patterns.append(_PAID)
     if doc.has_any(_GATE_PREFIXED) or _HAS_SIGN.search(doc.text):
         patterns.append(_PREFIXED)
     for pattern in patterns:
@@ -140,7 +160,7 @@ def extract_price(doc: Doc, region: str, default_currency: str) -> Price | None:
                 continue
             if value <= 0:
                 continue
-            token = m.group("cur") or m.groupdict().get("cur0")
+            token = m.groupdict().get("cur") or m.groupdict().get("cur0")
             found.append((m.start(), Price(value, _currency(token, region, default_currency))))
             doc.claim(m.start(), m.end())
     for m in _K_ONLY.finditer(doc.low) if doc.has_any(_GATE_THOUSANDS) else ():
@@ -158,7 +178,7 @@ def extract_price(doc: Doc, region: str, default_currency: str) -> Price | None:
             if (
                 value < 300
                 or (region == "US" and len(raw) == 5)
-                or _HOUSE_BEFORE.search(doc.low, 0, m.start("num"))
+                or _HOUSE_BEFORE.search(doc.low, max(0, m.start("num") - 24), m.start("num"))
             ):
                 continue  # house numbers are small or follow a street word; five US digits are a ZIP code
             doc.claim(m.start("num"), m.end("num"))

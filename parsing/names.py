@@ -68,6 +68,7 @@ _PLACE_ENDINGS = (
     "ой", "ый", "ий", "ье", "ская", "ский",
 )  # fmt: skip
 
+_PATRONYMIC = ("вич", "вна", "чна", "ична", "ьич", "івна", "йович", "ївна")
 _WORD = r"[A-ZА-ЯЁІЇЄ][A-Za-zА-Яа-яЁёІіЇїЄє'-]*"
 # "Клиент: Иван", "👤 Иван", "👤 Клиент: Иван".
 _LABEL = re.compile(
@@ -76,6 +77,13 @@ _LABEL = re.compile(
     r"lead\s+passenger)\s*[:\-–—]|[👤🙋👨👩🧑])\s*"
     r"(?P<name>(?:(?i:mr|mrs|ms|miss|dr|г-н|г-жа)\.?\s+)?[^\W\d_][\w'-]*(?:[ ]+[^\W\d_][\w'-]*){0,2})",
 )
+# "Mr Brown", "Mrs. Haddad", "Dr Okafor", "Mr Al Mansoori", "г-н Петров": a title names the client.
+_TITLE = re.compile(
+    r"(?<![\w'])(?P<name>(?:Mr|Mrs|Ms|Miss|Mx|Dr|Sir|Mister|Madam|Г-н|г-н|Г-жа|г-жа|Господин|господин|Госпожа|"
+    r"госпожа|Пан|пан|Пані|пані)\.?[ ]+[A-ZА-ЯЁІЇЄ][\w'-]+(?:[ ]+(?!(?:[Tt]o|[Aa]t|[Ff]rom)\b)[A-ZА-ЯЁІЇЄ][\w'-]+)?)"
+)
+_STREET_BEFORE = re.compile(r"\d+[A-Za-z]?[ ]+(?:[A-Z][\w'-]*[ ]+){1,3}$")
+_GATE_TITLE = frozenset("mr mrs ms miss mx dr sir mister madam г н жа господин госпожа пан пані".split())
 _LABEL_LOOSE = re.compile(
     r"(?<!\w)(?i:клиент(?:ка)?|client|пассажир(?:ка)?|passenger|guest|гость)\s+(?P<name>" + _WORD + ")"
 )
@@ -117,8 +125,16 @@ def _clean_label_name(raw: str) -> tuple[str | None, int]:
 def extract_name(doc: Doc, phones: list[Phone]) -> str | None:
     """The client's name, claimed so it does not end up in an address."""
     labelled = doc.has_stem(_GATE_LABEL) or _HAS_PERSON_EMOJI.search(doc.text) is not None
-    for pattern in (_LABEL, _LABEL_LOOSE) if labelled else ():
+    titled = doc.has_any(_GATE_TITLE)
+    patterns = [p for p, on in ((_LABEL, labelled), (_TITLE, titled), (_LABEL_LOOSE, labelled)) if on]
+    for pattern in patterns:
         for m in pattern.finditer(doc.masked):
+            if pattern is _TITLE:
+                if _STREET_BEFORE.search(doc.masked, max(0, m.start() - 40), m.start()):
+                    continue  # "55 Sunset Dr Palo Alto": a street's "Dr", not a doctor
+                name = " ".join(w for w in m.group("name").split() if w.lower() not in _NOT_NAMES)
+                doc.claim(m.start(), m.end())
+                return name
             name, length = _clean_label_name(m.group("name"))
             if name is None:
                 continue
@@ -132,6 +148,8 @@ def extract_name(doc: Doc, phones: list[Phone]) -> str | None:
             words = before.group("name").split()
             if len(words) == 2 and _known(words[0]) and _plausible(words[1]):
                 name = " ".join(words)
+            elif len(words) == 2 and _plausible(words[0]) and words[1].lower().endswith(_PATRONYMIC):
+                name = " ".join(words)  # "Антонина Павловна", "Семён Аркадьевич"
             elif _known(words[-1]) or (_plausible(words[-1]) and _segment_start(doc.masked, before, words)):
                 name = words[-1]
             else:

@@ -13,21 +13,23 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parsing.dates import extract_pickup
-from parsing.details import extract_flight, extract_notes, extract_passengers
+from parsing.details import claim_flight_origins, extract_flight, extract_notes, extract_passengers
 from parsing.money import extract_price
 from parsing.names import extract_name
 from parsing.phones import find_phones
 from parsing.regions import default_currency_for_region, default_region_for_zone
 from parsing.routes import extract_route
 from parsing.text import Doc, normalize
+from parsing.translit import latin_russian
 from schemas.order import ParsedOrder
 
 MAX_TEXT = 4096
 
 # A request for a quote, not an order (when the message names no price of its own).
 _PRICE_QUESTION = re.compile(
-    r"сколько\s+(?:будет\s+)?сто|какая\s+(?:цена|стоимость)|почём|почем\b|how\s+much|what(?:'s|\s+is|\s+would)"
-    r"\s+(?:the\s+)?(?:price|fare|cost)|quote\s+(?:for|me)"
+    r"сколько\s+(?:будет\s+)?(?:сто|возьм)|сколько\s+будет|какая\s+(?:цена|стоимость)|почём|почем\b|"
+    r"по\s+цене|цену\s+скаж|скільки\s+(?:буде\s+)?(?:кошт|кошту)|яка\s+ціна|how\s+much|"
+    r"what(?:'s|\s+is|\s+would)\s+(?:the\s+|it\s+)?(?:price|fare|cost)|quote\s+(?:for|me)"
 )
 
 __all__ = ["default_currency_for_region", "default_region_for_zone", "parse_order", "zone_for"]
@@ -67,9 +69,11 @@ def parse_fields(
 
     # Telegram messages are at most 4096 characters; anything longer is not one order, and the cap keeps
     # the per-message cost bounded (every claim copies the text).
-    doc = Doc(normalize(text[:MAX_TEXT]))
+    doc = Doc(latin_russian(normalize(text[:MAX_TEXT])))
     phones = find_phones(doc, region)
-    flight = extract_flight(doc)
+    flight_spans: list[tuple[int, int]] = []
+    flight = extract_flight(doc, flight_spans)
+    claim_flight_origins(doc, flight_spans)
     when = extract_pickup(doc, now, zone, region)
     passengers = extract_passengers(doc)
     price = extract_price(doc, region, currency)
@@ -87,7 +91,9 @@ def parse_fields(
         and (price is not None or bool(phones) or flight is not None)
     )
     if price is None and _PRICE_QUESTION.search(doc.text_low):
-        is_order = False  # "Сколько будет стоить завтра до Шереметьево?" asks for a quote
+        # "Сколько будет стоить завтра до Шереметьево?" only asks; a request that names the time and both ends
+        # ("нужна машина к 6 утра с Профсоюзной в Домодедово, по цене подскажете?") is an order without a price.
+        is_order = is_order and when.at is not None and route.pickup is not None and route.dropoff is not None
     return ParsedOrder(
         pickup_at=when.at,
         pickup_address=route.pickup,

@@ -7,9 +7,10 @@ flights) are hard boundaries, so an address is the free text between them.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from typing import NamedTuple
 
-from parsing.text import Doc, has_letters, strip_holes
+from parsing.text import HOLE, Doc, has_letters, strip_holes
 
 _I = re.IGNORECASE
 
@@ -28,6 +29,8 @@ _ABBREVIATIONS = frozenset(
     """
     ул пр пр-т просп пл д дом корп к стр кв наб пер ш туп бул мкр р-н обл г гор м им ст пос дер с п тц жк
     эт под пом офис оф пгт б-р бульв пр-д пр-кт
+    вул пров буд смт
+    ul pr prosp per sh korp kv nab mkr bul
     st ave av dr rd blvd ln mr mrs ms no mt ft jr sr apt bldg fl hwy pkwy sq pl ct terr int intl
     """.split()
 )
@@ -74,11 +77,12 @@ def _items(masked: str) -> list[_Item]:
 
 _LEAD_FILLER = re.compile(
     r"^(?:(?:новый\s+)?заказ|трансфер|поездка|маршрут|такси|срочно|нужн[аоы]\s+(?:машина|такси)|нужен\s+трансфер|"
+    r"потрібн[аеий]\s+(?:машина|таксі|трансфер)|"
     r"route|transfer|order|ride|trip|booking|urgent|pick[\s-]?up|drop[\s-]?off|адрес|address|"
     r"please|пожалуйста|[#№]\s?\d+)(?:\s+(?:на|on|for))?\b[\s,:!.-]*",
     _I,
 )
-_LEAD_PICKUP = re.compile(r"^(?:из|от|со?|у|в|во|на|около|возле|from|at|in|outside)\s+", _I)
+_LEAD_PICKUP = re.compile(r"^(?:из|от|со?|у|в|во|на|около|возле|з|зі|із|від|біля|from|at|in|outside)\s+", _I)
 # "маму с Киевского вокзала" after "забери": the object word and its preposition go.
 _LEAD_OBJECT = re.compile(r"^[а-яё]+\s+(?:из|с|со|от|у|в|во|на)\s+(?=\S)")
 _LEAD_DROPOFF = re.compile(r"^(?:в|во|на|до|к|to|into|at)\s+", _I)
@@ -111,6 +115,7 @@ _NOT_ADDRESS_WORDS = frozenset(
     there here sure got just what how why who we're you're i'm
     можно мне меня мы нас ты вы он она они это там тут здесь как что где когда кто ещё еще
     эту этот эта следующий следующую ближайший ближайшую next coming
+    дома домой home office офиса работы потрібна потрібен машину
     drive bring going heading continue greet meet отвезти отвези везти забрать забери встретить
     """.split()
 )
@@ -118,12 +123,16 @@ _ADDRESS_HINT = re.compile(
     r"(?<!\w)(?:ул|улица|пр-т|проспект|пр|пер|переулок|ш|шоссе|бульвар|б-р|наб|набережная|пл|площадь|"
     r"мкр|микрорайон|д|дом|корп|стр|вокзал\w*|аэропорт\w*|терминал\w*|метро|м|тц|трц|жк|отель|гостиниц\w*|"
     r"street|st|avenue|ave|road|rd|drive|dr|blvd|lane|ln|square|sq|airport|terminal|station|hotel|"
-    r"intl|international|plaza|mall)(?!\w)|\d",
+    r"intl|international|plaza|mall|aeroport\w*|vokzal\w*|вул|вулиця|аеропорт\w*|готел\w*)(?!\w)|\d",
     _I,
 )
 _CAPITAL = re.compile(r"(?<![\w'])[A-ZА-ЯЁІЇЄ]")
 _LETTERS = re.compile(r"[^\W\d_]+")
-_PLACE_WORD = re.compile(r"аэропорт|вокзал|терминал|airport|station|terminal|hotel|отель|центр|downtown", _I)
+_PLACE_WORD = re.compile(
+    r"аэропорт|аеропорт|вокзал|терминал|airport|station|terminal|hotel|отель|готел|центр|downtown|aeroport|vokzal|"
+    r"centr|center|centre",
+    _I,
+)
 
 
 def _only_chatter(value: str) -> bool:
@@ -179,33 +188,44 @@ _PICKUP_VERB = re.compile(
     rf"подать|подайте){_RU_OBJ}\s+(?:из|с|со|от|в|во|на|у|около|возле)(?=\s)|"
     rf"(?:забрать|заберите|забери|встретить|встреть|встреча|встречать|подача|подать\s+машину)(?=\s)|"
     rf"(?:meet\s*(?:&|and)\s*greet|meet|pick(?:ing)?[\s-]?up|collect){_OBJ}(?:\s+(?:at|from|in|outside))?(?=\s|$)|"
-    r"по\s+адресу(?=\s))"
+    r"по\s+адресу(?=\s)|"
+    # "lands at JFK T5", "прилетает во Внуково": where the plane lands is where the client is met.
+    r"(?:lands|landing|arrives|arriving|прилетает|прилетают|прилітає)\s+(?:at|in|into|в|во|у)(?=\s))"
 )
 _DROPOFF_VERB = re.compile(
     rf"(?<!\w)(?:(?:отвезти|отвезите|отвези|отвести|везти|везем|везём|довезти|доставить|подвезти|завезти|едем|"
     rf"ехать|поедем|поездка|трансфер|далее|затем|потом|дальше){_RU_OBJ}\s+(?:в|во|на|до|к)(?=\s)|"
-    rf"(?:drop(?:ping)?[\s-]?off){_OBJ}(?:\s+(?:at|to|in))?(?=\s)|"
+    rf"(?:drop(?:ping)?(?:[\s-]?off)?){_OBJ}(?:\s+(?:at|to|in))?(?=\s)|"
     rf"(?:going|heading|take|bring|drive|then|continue){_OBJ}\s+(?:to|into)(?=\s))"
 )
-_FROM = r"(?<!\w)(?:из|от|со?|з|із|від)\s+"
-_RU_PAIR_FIRST = re.compile(_FROM + r"(?P<a>[^\x00\n]+?)\s+(?:в|во|до|к)\s+(?P<b>[^\x00\n]+)")
-_RU_PAIR_SECOND = re.compile(_FROM + r"(?P<a>[^\x00\n]+?)\s+на\s+(?P<b>[^\x00\n]+)")
-_EN_PAIR = re.compile(r"(?<!\w)from\s+(?P<a>[^\x00\n]+?)\s+to\s+(?P<b>[^\x00\n]+)")
+_FROM = r"(?<!\w)(?:из|от|со?|з|зі|із|від)\s+"
+# Each side is bounded (an address is never longer than _MAX_SIDE): an unbounded lazy side would rescan
+# the rest of the line from every "из", quadratic in a long line of them.
+_MAX_SIDE = 160
+_RU_PAIR_FIRST = re.compile(
+    _FROM + rf"(?P<a>[^\x00\n]{{1,{_MAX_SIDE}}}?)\s+(?:в|во|до|к)\s+(?P<b>[^\x00\n]{{1,{_MAX_SIDE}}})"
+)
+_RU_PAIR_SECOND = re.compile(
+    _FROM + rf"(?P<a>[^\x00\n]{{1,{_MAX_SIDE}}}?)\s+на\s+(?P<b>[^\x00\n]{{1,{_MAX_SIDE}}})"
+)
+_EN_PAIR = re.compile(
+    rf"(?<!\w)from\s+(?P<a>[^\x00\n]{{1,{_MAX_SIDE}}}?)\s+to\s+(?P<b>[^\x00\n]{{1,{_MAX_SIDE}}})"
+)
 _TO = re.compile(r"\s+to\s+")
-_PICKUP_PREP = re.compile(r"(?<!\w)(?:из|от|from)\s+(?=\S)")
+_PICKUP_PREP = re.compile(r"(?<!\w)(?:из|от|від|зі|із|from)\s+(?=\S)")
 _DROPOFF_PREP = re.compile(r"(?<!\w)(?:до|to|в|во|на)\s+(?=\S)")
-_ANY_PREP = re.compile(r"(?<!\w)(?:из|от|from|до|to)\s+(?=\S)")
+_ANY_PREP = re.compile(r"(?<!\w)(?:из|от|від|зі|із|from|до|to)\s+(?=\S)")
 _ONWARD = re.compile(r"\s(?:to|до)\s+(?=\S)")
 
 _PICKUP_LABEL = (
     r"откуда|адрес\s+подачи|место\s+подачи|точка\s+подачи|подача|адрес\s+отправления|адрес|отправление|забрать|"
     r"пункт\s+[аa]|точка\s+[аa]|point\s+a|from|pick[\s-]?up(?:\s+(?:address|location|point|from))?|address|"
-    r"collection\s+address|start"
+    r"collection\s+address|start|от(?=\s*:)"
 )
 _DROPOFF_LABEL = (
     r"куда|адрес\s+назначения|место\s+назначения|пункт\s+назначения|точка\s+назначения|назначение|"
     r"конечный\s+адрес|адрес\s+прибытия|пункт\s+[бb]|точка\s+[бb]|point\s+b|отвезти|доставить|to|"
-    r"drop[\s-]?off(?:\s+(?:address|location|point))?|destination"
+    r"drop[\s-]?off(?:\s+(?:address|location|point))?|destination|до(?=\s*:)"
 )
 # "Откуда: X" and "Откуда - X"; the bare English "From"/"To" only with a colon.
 _LABEL = re.compile(
@@ -216,7 +236,8 @@ _HAS_EMOJI_LABEL = re.compile(r"[📍🅰🟢🏁🎯🅱🔴]")
 # Words without which the verb/label patterns cannot match (see Doc.words).
 _GATE_PICKUP_VERBS = frozenset(
     "забрать заберите забери забираем встретить встретьте встреть встречаем встречать встреча подать подайте "
-    "подача meet pick pickup picking collect адресу".split()
+    "подача meet pick pickup picking collect адресу lands landing arrives arriving прилетает прилетают "
+    "прилітає".split()
 )
 _GATE_DROPOFF_VERBS = frozenset(
     "отвезти отвезите отвези отвести везти везем везём довезти доставить подвезти завезти едем ехать поедем "
@@ -226,19 +247,20 @@ _GATE_DROPOFF_VERBS = frozenset(
 _GATE_LABELS = frozenset(
     "откуда куда адрес подачи подача отправления отправление пункт точка point from pick pickup address "
     "collection start назначения назначение прибытия конечный место to drop dropoff destination забрать "
-    "отвезти доставить".split()
+    "отвезти доставить от до".split()
 )
 
 
 class _Ctx:
     """The unclaimed text cut into pieces, with the verb markers found in it."""
 
-    __slots__ = ("masked", "low", "items", "markers", "labels")
+    __slots__ = ("masked", "low", "items", "ends", "markers", "labels")
 
     def __init__(self, masked: str, low: str, words: frozenset[str]) -> None:
         self.masked = masked
         self.low = low
         self.items = _items(masked)
+        self.ends = [item.end for item in self.items]
         # Verb markers ("забрать с", "отвезти в", "pick up at", "drop off at") in text order.
         self.markers: list[tuple[int, int, str]] = []
         if not words.isdisjoint(_GATE_PICKUP_VERBS):
@@ -250,10 +272,7 @@ class _Ctx:
 
     def item_at(self, pos: int) -> int:
         """Index of the item containing (or first after) character position `pos`."""
-        for i, item in enumerate(self.items):
-            if item.end > pos:
-                return i
-        return len(self.items)
+        return bisect_right(self.ends, pos)
 
     def collect(self, index: int, step: int, stop: int | None = None) -> _Span | None:
         """Span of the address next to items[index] (exclusive) walking by `step`; hops over a claimed
@@ -276,6 +295,14 @@ class _Ctx:
             elif item.kind != "hole":
                 break
             i += step
+        return None
+
+    def across_line(self, index: int, step: int) -> _Span | None:
+        """Like collect, past one line end: an arrow that starts or ends a line ("Арбат 5\n→ Внуково")."""
+        j = index + step
+        if 0 <= j < len(self.items) and self.items[j].kind == "brk":
+            if self.masked[self.items[j].start : self.items[j].end] == "\n":
+                return self.collect(j, step)
         return None
 
     def text_after(self, pos: int, stop: int | None = None) -> _Span | None:
@@ -314,6 +341,12 @@ class _Ctx:
 _Pair = tuple[_Found | None, _Found | None]
 
 
+def _skip_spaces(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] == " ":
+        pos += 1
+    return pos
+
+
 def _labelled(ctx: _Ctx) -> _Pair:
     """ "Откуда:/Куда:", "Адрес подачи:", "From:/To:", "📍 … 🏁 …"."""
     found: dict[str, _Found] = {}
@@ -324,9 +357,10 @@ def _labelled(ctx: _Ctx) -> _Pair:
             role = "pickup" if m.group("pickup") else "dropoff"
             if role in found:
                 continue
-            if pattern is _EMOJI_LABEL and _LABEL.match(ctx.low[m.end() :].lstrip(" ")):
+            if pattern is _EMOJI_LABEL and _LABEL.match(ctx.low, _skip_spaces(ctx.low, m.end())):
                 continue  # "📍 Откуда: Внуково": the word label speaks
-            stop = next((s for s in label_starts if s > m.start()), None)
+            k = bisect_right(label_starts, m.start())
+            stop = label_starts[k] if k < len(label_starts) else None
             span = ctx.text_after(m.end(), stop)
             if span is None:
                 continue
@@ -343,11 +377,13 @@ def _arrows(ctx: _Ctx) -> _Pair:
     """ "A → B", "A - B", "A — B"; a chain "A → B → C" ends at C."""
     items = ctx.items
     for kind in ("strong", "weak"):
+        # Every arrow of a chain ends where the chain does: one failed walk is enough for all of them.
+        walked_to = -1
         for i, item in enumerate(items):
-            if item.kind != kind:
+            if item.kind != kind or i < walked_to:
                 continue
-            left = ctx.found(ctx.collect(i, -1), "pickup")
-            right_span = ctx.collect(i, 1)
+            left = ctx.found(ctx.collect(i, -1) or ctx.across_line(i, -1), "pickup")
+            right_span = ctx.collect(i, 1) or ctx.across_line(i, 1)
             if left is None or right_span is None:
                 continue
             j = ctx.item_at(right_span[1])
@@ -360,6 +396,7 @@ def _arrows(ctx: _Ctx) -> _Pair:
             right = ctx.found(right_span, "dropoff")
             if right is not None:
                 return left, right
+            walked_to = j
     return None, None
 
 
@@ -387,6 +424,8 @@ def _verbs(ctx: _Ctx) -> _Pair:
             continue
         stop = markers[k + 1][0] if k + 1 < len(markers) else None
         span = ctx.text_after(end, stop)
+        if span is not None and _labels_a_time(ctx.masked, end, span[0]):
+            continue  # "подача к 00:30, Васильевский остров": the verb said when, not where
         if span is not None:
             # "Pickup at 6:45, 1200 Market St to SFO" / "Отвезти в Шереметьево из Митино": the other end
             # of the route follows inside the same piece.
@@ -404,18 +443,33 @@ def _verbs(ctx: _Ctx) -> _Pair:
     return found.get("pickup"), found.get("dropoff")
 
 
+def _labels_a_time(masked: str, verb_end: int, text_start: int) -> bool:
+    """True when only a claimed span and then a comma stand between a verb and the text after it."""
+    between = masked[verb_end:text_start]
+    if HOLE not in between:
+        return False
+    after = masked[text_start : text_start + 3].lstrip(" ")
+    return between.rstrip(HOLE + " ").strip(" ") == "" and (after.startswith(",") or between.endswith(","))
+
+
 def _singles(ctx: _Ctx) -> _Pair:
     """One preposition alone: "из X" / "from X" (pickup), "до Y" / "в Y" / "to Y" (drop-off)."""
-    stops = [start for start, _, _ in ctx.markers] + [m.start() for m in _ANY_PREP.finditer(ctx.low)]
+    stops = sorted([start for start, _, _ in ctx.markers] + [m.start() for m in _ANY_PREP.finditer(ctx.low)])
+
+    verb_spans = [(start, end) for start, end, _ in ctx.markers]
 
     def first(pattern: re.Pattern[str], role: str) -> _Found | None:
         for m in pattern.finditer(ctx.low):
-            stop = min((s for s in stops if s > m.start()), default=None)
+            if any(a <= m.start() < b for a, b in verb_spans):
+                continue  # "встретить на Киевском": the preposition is the verb's, read there
+            k = bisect_right(stops, m.start())
+            stop = stops[k] if k < len(stops) else None
             value = ctx.found(ctx.text_after(m.end(), stop), role)
             if value is None:
                 continue
-            if role == "dropoff" and not (_CAPITAL.match(value[2]) or _PLACE_WORD.match(value[2])):
-                continue  # "в Y" alone is a drop-off only when Y is a place name
+            loose = m.group(0).split()[0] in ("в", "во", "на")
+            if role == "dropoff" and loose and not (_CAPITAL.match(value[2]) or _PLACE_WORD.match(value[2])):
+                continue  # "в Y" alone is a drop-off only when Y is a place name ("до Y" always is)
             return value
         return None
 
@@ -451,15 +505,17 @@ def _looks_like_address(value: str) -> bool:
 
 def _is_question(ctx: _Ctx, i: int) -> bool:
     """A piece of text that ends in "?" is a question to the driver, not an address."""
-    for item in ctx.items[i + 1 :]:
+    for k in range(i + 1, len(ctx.items)):
+        item = ctx.items[k]
         if item.kind == "hole":
             continue
         return item.kind == "brk" and "?" in ctx.masked[item.start : item.end]
     return False
 
 
-def _fallback(ctx: _Ctx, taken: _Found | None) -> str | None:
+def _fallback(ctx: _Ctx, taken: _Found | None) -> _Found | None:
     """The first free piece of text that reads like an address (cards and one-address orders)."""
+    header: _Found | None = None
     for i, item in enumerate(ctx.items):
         if item.kind != "text" or _is_question(ctx, i):
             continue
@@ -474,7 +530,37 @@ def _fallback(ctx: _Ctx, taken: _Found | None) -> str | None:
             piece = piece[: cut.start()]
         value = _clean(piece, "any")
         if value and _looks_like_address(value):
-            return value
+            if header is None and _is_city_header(ctx, i, value):
+                header = (start, end, value)  # "Алматы: ALA, …" names the city; the place comes next
+                continue
+            return start, end, value
+    return header
+
+
+def _is_city_header(ctx: _Ctx, i: int, value: str) -> bool:
+    """A single word that opens the message and is followed by a colon ("Алматы:", "СПб:")."""
+    if " " in value or any(
+        item.kind == "text" and has_letters(ctx.masked[item.start : item.end]) for item in ctx.items[:i]
+    ):
+        return False
+    after = ctx.items[i + 1] if i + 1 < len(ctx.items) else None
+    return after is not None and after.kind == "brk" and ctx.masked[after.start : after.end] == ":"
+
+
+def _next_place(ctx: _Ctx, after: int) -> _Found | None:
+    """A later free piece that names a street, a number or a place ("Пулково, прилёт 23:55, подача 00:30,
+    Васильевский остров, 7 линия"): the drop-off of a message that lists pickup, times, then where to."""
+    for i in range(ctx.item_at(after), len(ctx.items)):
+        item = ctx.items[i]
+        if item.kind != "text" or item.start < after or _is_question(ctx, i):
+            continue
+        piece = ctx.masked[item.start : item.end]
+        cut = _CHATTER.search(piece)
+        if cut is not None:
+            piece = piece[: cut.start()]
+        value = _clean(piece, "dropoff")
+        if value and not _only_chatter(value) and _ADDRESS_HINT.search(value) is not None:
+            return item.start, item.end, value
     return None
 
 
@@ -500,10 +586,13 @@ def extract_route(doc: Doc) -> Route:
             dropoff = d
     explicit = pickup is not None or dropoff is not None
     pickup_text = pickup[2] if pickup else None
-    if pickup_text is not None:
+    if pickup is not None and pickup_text is not None:
         cut = _CHATTER.search(pickup_text)
         if cut is not None and cut.start() > 0:
             pickup_text = _clean(pickup_text[: cut.start()], "pickup") or pickup_text
     else:
-        pickup_text = _fallback(ctx, dropoff)
+        pickup = _fallback(ctx, dropoff)
+        pickup_text = pickup[2] if pickup else None
+    if pickup is not None and dropoff is None:
+        dropoff = _next_place(ctx, pickup[1])
     return Route(pickup_text, dropoff[2] if dropoff else None, explicit)

@@ -15,7 +15,11 @@ from schemas.order import ORDER_FIELDS
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SCORER = SHARED / "tools" / "score_orders.py"
-CORPORA = [ROOT / "tests" / "corpus" / "orders.jsonl", SHARED / "orders_public.jsonl"]
+CORPORA = [
+    ROOT / "tests" / "corpus" / "orders.jsonl",
+    ROOT / "tests" / "corpus" / "orders_round2.jsonl",
+    SHARED / "orders_public.jsonl",
+]
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
