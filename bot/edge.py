@@ -7,6 +7,7 @@ Either way Telegram's acknowledgement comes only after the update is durably som
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -74,7 +75,11 @@ class TemporalEdge:
         self.client = client
         self.task_queue = task_queue
         self.routing = routing
-        self.relay = InboxRelay(inbox, self.start_workflow, bot_ids or []) if inbox is not None else None
+        self.relay = (
+            InboxRelay(inbox, self.start_workflow, bot_ids or [], settle=self.settled, concurrency=24)
+            if inbox is not None
+            else None
+        )
 
     async def hand_over(self, received: TelegramUpdateReceived, workflow: str = "MainWorkflow") -> bool:
         """Store the update for its flow (MainWorkflow unless a handler names another, e.g. the invoice
@@ -97,6 +102,13 @@ class TemporalEdge:
         if stored:
             self.relay.push(item)
         return stored
+
+    async def settled(self, item: InboxItem) -> None:
+        """Returns once the update's flow has closed, whatever its outcome."""
+        received = item.received
+        handle = self.client.get_workflow_handle(main_workflow_id(received.bot_id, received.update_id))
+        with contextlib.suppress(Exception):
+            await handle.result()
 
     async def start_workflow(self, item: InboxItem) -> bool:
         """Start the update's flow; False if it was started before. Raises if Temporal refuses."""

@@ -111,7 +111,8 @@ class Inbox:
             return int(await conn.fetchval("SELECT count(*) FROM telegram_inbox"))
 
 
-HandOver = Callable[[InboxItem], Awaitable[None]]
+HandOver = Callable[[InboxItem], Awaitable[object]]
+Settle = Callable[[InboxItem], Awaitable[object]]
 
 
 @dataclass
@@ -145,7 +146,7 @@ class TenantTurns:
 
 
 class InboxRelay:
-    """Hands stored updates to Temporal: `concurrency` at a time, tenants in turn, deletes in batches.
+    """Hands stored updates to Temporal: `concurrency` flows at a time, tenants in turn, deletes in batches.
 
     Updates this process stored are pushed to it directly; a sweep every `sweep_every` seconds (and
     one at start) picks up what a crash or another process left behind for the bots it serves. A hand-over Temporal refuses
@@ -158,6 +159,8 @@ class InboxRelay:
         hand_over: HandOver,
         bot_ids: list[int],
         *,
+        settle: Settle | None = None,
+        settle_cap: float = 10.0,
         concurrency: int = 16,
         sweep_every: float = 5.0,
         retry_max: float = 30.0,
@@ -165,6 +168,8 @@ class InboxRelay:
         self.inbox = inbox
         self.hand_over = hand_over
         self.bot_ids = bot_ids
+        self.settle = settle
+        self.settle_cap = settle_cap
         self.concurrency = concurrency
         self.sweep_every = sweep_every
         self.retry_max = retry_max
@@ -224,6 +229,13 @@ class InboxRelay:
             self._handed.append(item.key)
             if len(self._handed) >= 64:
                 self._flush_now.set()
+            if self.settle is not None:
+                # Admission: this slot waits until its flow is done (or `settle_cap`), so at most
+                # `concurrency` flows run at once and the next slot goes to the next tenant in turn.
+                # Handing a flood over at once would queue it inside Temporal, where the workflow tasks
+                # after the first (the worker's sticky queue) wait first come, first served.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.settle(item), timeout=self.settle_cap)
 
     async def _retry_later(self, item: InboxItem, exc: Exception) -> None:
         item.attempts += 1

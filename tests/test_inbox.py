@@ -240,3 +240,46 @@ async def test_webhook_acknowledges_without_waiting_for_temporal(
         assert resp.status_code == 200
         stored = await rows(postgres.pool, stack.bot.id)  # type: ignore[union-attr]
         assert [(r["tenant_id"], r["update_id"]) for r in stored] == [(tenant, update["update_id"])]
+
+
+async def test_at_most_concurrency_flows_run_and_a_freed_slot_goes_to_the_next_tenant(
+    postgres: Postgres,
+) -> None:
+    bot_id = uuid.uuid4().int % 10**9
+    inbox = Inbox(postgres.pool)
+    recorder = Recorder()
+    running: list[tuple[str, int]] = []
+    release = asyncio.Event()
+
+    async def settle(it: InboxItem) -> None:
+        running.append((it.tenant_id, it.received.update_id))
+        await release.wait()
+        running.remove((it.tenant_id, it.received.update_id))
+
+    relay = InboxRelay(inbox, recorder, [bot_id], settle=settle, concurrency=3)
+    await relay.start()
+    try:
+        for i in range(10):
+            flood = item("flood", i, bot_id)
+            assert await inbox.put(flood)
+            relay.push(flood)
+
+        async def three_running() -> bool:
+            return len(running) == 3
+
+        await wait_until(three_running)
+        quiet = item("quiet", 500, bot_id)
+        assert await inbox.put(quiet)
+        relay.push(quiet)
+        await asyncio.sleep(0.2)  # nothing more is handed over while every slot's flow runs
+        assert recorder.handed == [("flood", 0), ("flood", 1), ("flood", 2)]
+        release.set()
+
+        async def all_handed() -> bool:
+            return len(recorder.handed) == 11
+
+        await wait_until(all_handed)
+        # Tenants take turns for the freed slots: the quiet one's is the second, ahead of the flood's rest.
+        assert recorder.handed[3:5] == [("flood", 3), ("quiet", 500)]
+    finally:
+        await relay.stop()
