@@ -145,7 +145,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch.replay import replay_file, replay_workflow_id
 
     if args.file:
-        ok, report = asyncio.run(replay_file(args.file))
+        ok, report = asyncio.run(replay_file(args.file, settings))
     else:
         ok, report = asyncio.run(replay_workflow_id(settings, args.workflow_id))
     print(report)

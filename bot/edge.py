@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from autodispatch.codec import hint_tenant
 from autodispatch.db import system_tx
 from schemas.telegram import TelegramUpdateReceived, main_workflow_id
 from workflows.ids import CHAT_ID, TENANT_ID
@@ -76,11 +77,13 @@ class TemporalEdge:
         attrs = [SearchAttributePair(CHAT_ID, str(received.chat_id))]
         if route.tenant_id:
             attrs.append(SearchAttributePair(TENANT_ID, route.tenant_id))
+        workflow_id = main_workflow_id(received.bot_id, received.update_id)
+        hint_tenant(self.client.data_converter, workflow_id, route.tenant_id)  # the payload's tenant tag
         try:
             await self.client.start_workflow(
                 workflow,
                 received,
-                id=main_workflow_id(received.bot_id, received.update_id),
+                id=workflow_id,
                 task_queue=route.task_queue or self.task_queue,
                 # A closed workflow with this id means the update was handled: never run it again.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
