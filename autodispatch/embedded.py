@@ -189,6 +189,7 @@ class EmbeddedTemporal:
         ui_port: int = 8233,
         namespace: str = "default",
         headless: bool = False,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.host, self.port, self.ui_port = host, port, ui_port
         self.data_dir = data_dir
@@ -217,6 +218,8 @@ class EmbeddedTemporal:
             argv.append("--headless")
         else:
             argv += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+            if codec_endpoint:
+                argv += ["--ui-codec-endpoint", codec_endpoint]
         self.process = ManagedProcess("temporal", argv, data_dir / "run", marker=str(self.db_file))
 
     @property

@@ -29,6 +29,8 @@ from activities.calendar import CalendarService
 from activities.oauth import OAuthGrants
 from autodispatch import db
 from autodispatch.api.routes import add_api_routes
+from autodispatch.codec import EncryptionCodec
+from autodispatch.codec_server import CODEC_PATH, add_codec_routes
 from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
 from autodispatch.oauth import generate_key, oauth_problem
 from autodispatch.runtime import dsns, read_sandbox
@@ -174,6 +176,10 @@ class Stack:
         self.http_app = web.Application()
         add_health_route(self.http_app, self.health)
         add_api_routes(self.http_app, self.pool, self.settings)
+        assert self.client is not None
+        codec = self.client.data_converter.payload_codec
+        if isinstance(codec, EncryptionCodec):
+            add_codec_routes(self.http_app, self.pool, self.settings, codec)
         add_billing_route(
             self.http_app,
             self.client,
@@ -222,6 +228,8 @@ class Stack:
                 port=s.temporal_grpc_port,
                 ui_port=s.temporal_ui_port,
                 namespace=s.temporal_namespace,
+                # The UI in the browser opens encrypted payloads through our codec server.
+                codec_endpoint=f"http://{s.http_host}:{s.http_port}{CODEC_PATH}",
             )
             self.temporal.start()
             address = self.temporal.address
@@ -374,8 +382,15 @@ class Stack:
                 f'  talk to the bot:  {_command()} chat "завтра 9:30 Внуково → Тверская 7, 2500₽"',
             ]
         if self.sandbox.temporal_ui:
-            lines.append(f"  Temporal UI:      {self.sandbox.temporal_ui}")
+            lines.append(
+                f"  Temporal UI:      {self.sandbox.temporal_ui} (payloads decoded by the codec server)"
+            )
         lines.append(f"  health:           {self.sandbox.http}/healthz")
+        lines.append(f"  metrics:          {self.sandbox.http}/metrics")
+        lines.append(
+            f"  codec server:     {self.sandbox.http}{CODEC_PATH} "
+            f"(temporal workflow show --codec-endpoint {self.sandbox.http}{CODEC_PATH} …)"
+        )
         lines.append("  stop with Ctrl-C.")
         print("\n".join(lines), flush=True)
 
