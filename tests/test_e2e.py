@@ -292,6 +292,7 @@ def _spawn_worker(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]
         AUTODISPATCH_GOOGLE_API_ENDPOINT=settings.google_api_endpoint,
         AUTODISPATCH_DATA_DIR=str(tmp_path),
         AUTODISPATCH_LOG_LEVEL="WARNING",
+        AUTODISPATCH_PAYLOAD_KEYS=settings.payload_keys.get_secret_value(),  # type: ignore[union-attr]
     )
     return subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "autodispatch", "worker", "--task-queue", settings.temporal_task_queue],
