@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     codec_cors_origins: str | None = None
     log_format: Literal["json", "text"] | None = None  # unset: json, text in sandbox mode
     otlp_endpoint: str | None = None  # OTLP/HTTP traces (e.g. http://jaeger:4318); unset: no traces
+    # The Temporal SDK's own metrics (loopback; GET /metrics includes them); 0: any free port.
+    sdk_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     @field_validator("telegram_api_base", "google_api_endpoint")
     @classmethod

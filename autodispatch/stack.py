@@ -35,14 +35,14 @@ from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
 from autodispatch.oauth import generate_key, oauth_problem
 from autodispatch.runtime import dsns, read_sandbox
 from autodispatch.settings import Settings, SettingsError
-from autodispatch.temporal import connect
+from autodispatch.temporal import connect, sdk_metrics_address
 from bot.billing import add_billing_route
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
 from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
-from bot.server import WEBHOOK_PATH, Health, add_health_route, add_webhook_route
+from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
 from workers.worker import Workers, build_workers
@@ -175,6 +175,7 @@ class Stack:
             await self._start_worker()
         self.http_app = web.Application()
         add_health_route(self.http_app, self.health)
+        add_metrics_route(self.http_app, sdk_metrics_address)
         add_api_routes(self.http_app, self.pool, self.settings)
         assert self.client is not None
         codec = self.client.data_converter.payload_codec

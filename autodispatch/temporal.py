@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
 from temporalio.converter import DataConverter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from autodispatch.codec import PayloadKey, build_data_converter, parse_keys, sandbox_keys
 from autodispatch.settings import Settings, SettingsError
@@ -30,6 +31,36 @@ def data_converter(settings: Settings, *, required: bool = True) -> DataConverte
     return build_data_converter(payload_keys(settings, required=required))
 
 
+_runtime: Runtime | None = None
+_sdk_metrics_address: str | None = None
+
+
+def telemetry_runtime(settings: Settings) -> Runtime:
+    """One SDK runtime per process, its worker and client metrics served in Prometheus format on a
+    loopback port; GET /metrics appends them to ours (sdk_metrics_address)."""
+    global _runtime, _sdk_metrics_address
+    if _runtime is None:
+        from autodispatch.embedded import free_port
+
+        address = f"127.0.0.1:{settings.sdk_metrics_port or free_port()}"
+        try:
+            _runtime = Runtime(
+                telemetry=TelemetryConfig(
+                    metrics=PrometheusConfig(
+                        bind_address=address, counters_total_suffix=True, durations_as_seconds=True
+                    )
+                )
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise SettingsError(f"configuration error: AUTODISPATCH_SDK_METRICS_PORT: {exc}") from exc
+        _sdk_metrics_address = address
+    return _runtime
+
+
+def sdk_metrics_address() -> str | None:
+    return _sdk_metrics_address
+
+
 async def connect(settings: Settings, address: str | None = None) -> Client:
     target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_grpc_port}"
     tls: TLSConfig | bool = False
@@ -44,6 +75,7 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         target,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=telemetry_runtime(settings),
         tls=tls,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
     )

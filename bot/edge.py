@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from autodispatch import metrics
 from autodispatch.codec import hint_tenant
 from autodispatch.db import system_tx
 from schemas.telegram import TelegramUpdateReceived, main_workflow_id
@@ -93,4 +94,5 @@ class TemporalEdge:
         except WorkflowAlreadyStartedError:
             log.info("update %s already handed over", received.update_id)
             return False
+        metrics.update_received(route.tenant_id, received.kind)
         return True

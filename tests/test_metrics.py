@@ -1,0 +1,84 @@
+"""GET /metrics on the real stack: one order moves the order counters by exactly one, for its tenant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from autodispatch.embedded import EmbeddedTemporal
+from autodispatch.stack import Stack
+from tests.conftest import Outside, Postgres, stack_settings
+from tests.test_e2e import finished, new_driver, running, send, token_of
+
+
+async def scrape(stack: Stack) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{stack.sandbox.http}/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    """The sum over the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+async def test_one_order_moves_the_order_metrics_by_one_for_its_tenant(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, _, tenant = await new_driver(stack, outside)
+        before = await scrape(stack)
+        sent = send(outside, stack, chat_id, "завтра 9:30 Внуково → Тверская 7, 2500₽")
+        assert (await finished(stack, sent["update_id"])).outcome == "event_created"
+        after = await scrape(stack)
+
+        def moved(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert moved("autodispatch_telegram_updates_received_total", tenant=tenant, kind="text") == 1
+        assert moved("autodispatch_orders_received_total", tenant=tenant) == 1
+        assert moved("autodispatch_orders_confirmed_total", tenant=tenant) == 1
+        assert moved("autodispatch_orders_failed_total", tenant=tenant) == 0
+        assert (
+            moved(
+                "autodispatch_calendar_requests_total", tenant=tenant, operation="events.insert", outcome="ok"
+            )
+            == 1
+        )
+        assert moved("autodispatch_calendar_request_duration_seconds_count", tenant=tenant) >= 1
+        assert (
+            moved("autodispatch_telegram_requests_total", tenant=tenant, method="sendMessage", outcome="ok")
+            == 1
+        )
+        assert moved("autodispatch_send_budget_wait_seconds_count", tenant=tenant) >= 1
+        # The Temporal SDK's own worker metrics come along in the same scrape.
+        assert any(name.startswith("temporal_") for name, _ in after), sorted({n for n, _ in after})[:20]
+
+
+async def test_a_question_counts_once_with_the_missing_field(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, _, tenant = await new_driver(stack, outside)
+        before = await scrape(stack)
+        first = send(outside, stack, chat_id, "Внуково → Тверская 7, 2500₽")  # no time
+        await outside.telegram.wait_for_sent(token_of(stack), chat_id, 1, timeout=30, method="sendMessage")
+        answer = send(outside, stack, chat_id, "завтра в 9:30")
+        assert (await finished(stack, answer["update_id"])).outcome == "answer_forwarded"
+        assert (await finished(stack, first["update_id"])).outcome == "event_created"
+        after = await scrape(stack)
+
+        def moved(name: str, **labels: str) -> float:
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        assert moved("autodispatch_questions_asked_total", tenant=tenant) == 1
+        assert moved("autodispatch_parse_misses_total", tenant=tenant, field="pickup_at") == 1
+        assert moved("autodispatch_orders_confirmed_total", tenant=tenant) == 1
