@@ -310,6 +310,8 @@ class CalendarActivities:
                     ),
                     req,
                 )
+                # Ids only at INFO: the order's text, phone and address stay out of the logs.
+                activity.logger.info("event %s written (%d conflicts)", created["id"], len(conflicts))
                 return CalendarEvent(
                     event_id=created["id"], html_link=created.get("htmlLink"), created=True,
                     conflicts=conflicts,

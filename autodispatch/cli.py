@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import logging
 import sys
 import warnings
 from typing import Any
@@ -20,14 +19,9 @@ def _print_json(obj: Any) -> None:
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Our own INFO lines are useful; the libraries' per-request ones drown them.
-    for noisy in ("aiogram.event", "httpx", "emulators"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from autodispatch.logs import setup_logging
+
+    setup_logging(settings.log_level, json_lines=settings.json_logs)
 
 
 # -- stack ------------------------------------------------------------------------------

@@ -163,6 +163,10 @@ class _TenantBook:
             self._map.popitem(last=False)
 
 
+# Shared by every codec of the process: the JSON log lines of a workflow name its tenant from it too.
+TENANTS = _TenantBook()
+
+
 class EncryptionCodec(PayloadCodec, WithSerializationContext):
     def __init__(
         self,
@@ -174,7 +178,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         self.keys = list(keys)
         self._by_id = {k.kid: AESGCM(k.key) for k in self.keys}
         self.workflow_id = workflow_id
-        self.book = book or _TenantBook()
+        self.book = book or TENANTS
 
     @property
     def encrypts(self) -> bool:
