@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None  # OTLP/HTTP traces (e.g. http://jaeger:4318); unset: no traces
     # The Temporal SDK's own metrics (loopback; GET /metrics includes them); 0: any free port.
     sdk_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # `autodispatch worker` serves GET /metrics on HTTP_HOST at this port; unset: no endpoint (`up` and
+    # `bot` serve /metrics on HTTP_PORT).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     @field_validator("telegram_api_base", "google_api_endpoint")
     @classmethod

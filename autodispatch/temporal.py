@@ -47,7 +47,10 @@ def telemetry_runtime(settings: Settings) -> Runtime:
             _runtime = Runtime(
                 telemetry=TelemetryConfig(
                     metrics=PrometheusConfig(
-                        bind_address=address, counters_total_suffix=True, durations_as_seconds=True
+                        bind_address=address,
+                        counters_total_suffix=True,
+                        unit_suffix=True,
+                        durations_as_seconds=True,
                     )
                 )
             )

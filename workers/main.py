@@ -6,16 +6,36 @@ import asyncio
 import logging
 import signal
 
+from aiohttp import web
+
 from activities.calendar import CalendarService
 from autodispatch import db
 from autodispatch.runtime import calendar_root, dsns, telegram_endpoint
-from autodispatch.settings import Settings
+from autodispatch.settings import Settings, SettingsError
 from autodispatch.stack import connect_with_retry
+from autodispatch.temporal import sdk_metrics_address
 from bot.dispatcher import make_bot
+from bot.server import add_metrics_route
 from workers.day import start_agenda_reconciler
 from workers.worker import build_workers
 
 log = logging.getLogger(__name__)
+
+
+async def serve_metrics(settings: Settings) -> web.AppRunner | None:
+    """GET /metrics of this worker process (its activities count the orders), for Prometheus."""
+    if settings.worker_metrics_port is None:
+        return None
+    app = web.Application()
+    add_metrics_route(app, sdk_metrics_address)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.http_host, settings.worker_metrics_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SettingsError(f"configuration error: AUTODISPATCH_WORKER_METRICS_PORT: {exc}") from exc
+    return runner
 
 
 async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = False) -> None:
@@ -35,7 +55,10 @@ async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = F
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics = await serve_metrics(settings)
     print(f"worker polling task queue {task_queue!r}", flush=True)
+    if metrics is not None:
+        print(f"metrics: http://{settings.http_host}:{settings.worker_metrics_port}/metrics", flush=True)
     running = asyncio.create_task(workers.run())
     if not dedicated:  # morning agendas (#5): the shared worker keeps every driver's Schedule in line
         await start_agenda_reconciler(client, task_queue)
@@ -43,5 +66,7 @@ async def run_worker(settings: Settings, task_queue: str, *, dedicated: bool = F
         await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     finally:
         await workers.shutdown()
+        if metrics is not None:
+            await metrics.cleanup()
         await bot.session.close()
         await pool.close()
