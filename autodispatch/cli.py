@@ -243,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         _setup_logging(settings)
+        from autodispatch.tracing import setup_tracing
+
+        setup_tracing(settings.otlp_endpoint)
         return COMMANDS[args.command](args, settings)
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)

@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from autodispatch import context
+from autodispatch import context, tracing
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 MAX_TENANTS = 500  # beyond this many distinct tenants, the rest share the label "other"
@@ -137,7 +137,8 @@ def calendar_call(operation: str, tenant_id: str | None) -> Iterator[None]:
     start = time.perf_counter()
     outcome = "ok"
     try:
-        yield
+        with tracing.outgoing(f"calendar {operation}", tenant_id=tenant):
+            yield
     except BaseException as exc:
         outcome = _outcome_of(exc)
         raise

@@ -205,6 +205,15 @@ class Settings(BaseSettings):
         parse_keys(v.get_secret_value() if isinstance(v, SecretStr) else str(v))
         return v
 
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP, e.g. http://jaeger:4318)")
+        return v
+
     @field_validator("jwt_public_key_file", "jwt_private_key_file")
     @classmethod
     def _jwt_key_file(cls, v: Path | None) -> Path | None:

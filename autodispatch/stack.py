@@ -42,7 +42,7 @@ from bot.edge import ChatRouting, TemporalEdge
 from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
-from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route
+from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route, traced
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
 from workers.worker import Workers, build_workers
@@ -173,7 +173,7 @@ class Stack:
             await self._seed_sandbox()
         if self.run_worker:
             await self._start_worker()
-        self.http_app = web.Application()
+        self.http_app = web.Application(middlewares=[traced])
         add_health_route(self.http_app, self.health)
         add_metrics_route(self.http_app, sdk_metrics_address)
         add_api_routes(self.http_app, self.pool, self.settings)

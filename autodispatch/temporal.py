@@ -8,6 +8,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from autodispatch.codec import PayloadKey, build_data_converter, parse_keys, sandbox_keys
 from autodispatch.settings import Settings, SettingsError
+from autodispatch.tracing import temporal_interceptors
 
 
 def payload_keys(settings: Settings, *, required: bool = True) -> list[PayloadKey] | None:
@@ -79,6 +80,7 @@ async def connect(settings: Settings, address: str | None = None) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         runtime=telemetry_runtime(settings),
+        interceptors=temporal_interceptors(),
         tls=tls,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
     )

@@ -18,7 +18,7 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
-from autodispatch import metrics
+from autodispatch import metrics, tracing
 from bot.edge import TemporalEdge
 from bot.handlers import callbacks, commands, orders, other, payments
 
@@ -53,7 +53,8 @@ class MeasuredRequests(BaseRequestMiddleware):
         start = time.perf_counter()
         outcome = "ok"
         try:
-            return await make_request(bot, method)
+            with tracing.outgoing(f"telegram {method.__api_method__}"):
+                return await make_request(bot, method)
         except Exception as exc:
             outcome = next((name for kind, name in _OUTCOMES if isinstance(exc, kind)), "error")
             raise

@@ -13,7 +13,7 @@ from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
 
-from autodispatch import metrics
+from autodispatch import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +88,18 @@ def add_metrics_route(app: web.Application, sdk_metrics: Callable[[], str | None
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/metrics", scrape)
+
+
+@web.middleware
+async def traced(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """A SERVER span per request, the parent of the workflow a webhook update starts."""
+    if not tracing.enabled():
+        return await handler(request)
+    from opentelemetry.trace import SpanKind
+
+    route = request.match_info.route.resource
+    name = f"{request.method} {route.canonical if route is not None else request.path}"
+    with tracing.tracer().start_as_current_span(name, kind=SpanKind.SERVER) as span:
+        response = await handler(request)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
