@@ -15,6 +15,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from autodispatch import db
 from autodispatch.api.routes import add_api_routes
 from autodispatch.codec import EncryptionCodec
 from autodispatch.codec_server import CODEC_PATH, add_codec_routes
-from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
+from autodispatch.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedTemporal, port_is_open
 from autodispatch.oauth import generate_key, oauth_problem
 from autodispatch.runtime import dsns, read_sandbox
 from autodispatch.settings import Settings, SettingsError
@@ -90,10 +91,21 @@ async def connect_with_retry(settings: Settings, address: str | None = None, tim
             return await connect(settings, address)
         except RuntimeError as exc:
             if asyncio.get_running_loop().time() > deadline:
+                target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_grpc_port}"
                 raise SettingsError(
-                    f"cannot reach Temporal at {address or settings.temporal_address}: {exc}"
+                    f"configuration error: AUTODISPATCH_TEMPORAL_ADDRESS: cannot reach Temporal at {target}: "
+                    + str(exc).splitlines()[0]
                 ) from exc
             await asyncio.sleep(0.3)
+
+
+@contextlib.contextmanager
+def one_line() -> Iterator[None]:
+    """An embedded server that cannot start: one line for the person (the log file has the rest)."""
+    try:
+        yield
+    except EmbeddedError as exc:
+        raise SettingsError(str(exc).splitlines()[0].rstrip(":")) from exc
 
 
 @dataclass
@@ -149,6 +161,7 @@ class Stack:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.health.set("postgres", False)
         self.health.set("temporal", False)
+        self._claim_ports()  # before anything starts: a taken port is one line, at once
         await self._start_postgres()
         await self._start_temporal()
         await self._start_emulators()
@@ -204,7 +217,8 @@ class Stack:
             self.owner_dsn, self.app_dsn = dsns(s)
         elif s.database_url is None:
             self.postgres = EmbeddedPostgres(s.data_dir, port=s.postgres_port, durable=self.durable_postgres)
-            self.postgres.start()
+            with one_line():
+                self.postgres.start()
             self.owner_dsn, self.app_dsn = self.postgres.owner_dsn, self.postgres.app_dsn
         else:
             self.owner_dsn = s.database_url.get_secret_value()
@@ -218,12 +232,9 @@ class Stack:
             ) from exc
         self.health.set("postgres", True)
 
-    async def _start_temporal(self) -> None:
+    def _claim_ports(self) -> None:
         s = self.settings
-        address = s.temporal_address
-        if address is None and self.join:
-            address = f"127.0.0.1:{s.temporal_grpc_port}"
-        elif address is None:
+        if s.temporal_address is None and not self.join:
             self.temporal = EmbeddedTemporal(
                 s.data_dir,
                 port=s.temporal_grpc_port,
@@ -232,7 +243,21 @@ class Stack:
                 # The UI in the browser opens encrypted payloads through our codec server.
                 codec_endpoint=f"http://{s.http_host}:{s.http_port}{CODEC_PATH}",
             )
-            self.temporal.start()
+            with one_line():
+                self.temporal.claim_ports()
+        if port_is_open(s.http_host, s.http_port):
+            raise SettingsError(
+                f"configuration error: AUTODISPATCH_HTTP_PORT: {s.http_host}:{s.http_port} is taken by another program"
+            )
+
+    async def _start_temporal(self) -> None:
+        s = self.settings
+        address = s.temporal_address
+        if address is None and self.join:
+            address = f"127.0.0.1:{s.temporal_grpc_port}"
+        elif self.temporal is not None:
+            with one_line():
+                self.temporal.start()
             address = self.temporal.address
             self.sandbox.temporal_ui = self.temporal.ui_url
         self.client = await connect_with_retry(s, address)
@@ -253,15 +278,23 @@ class Stack:
 
             # Ids from the clock: a restarted sandbox never reuses an update id Temporal has seen.
             self.telegram_emulator = TelegramEmulator(first_id=int(time.time() * 1000) % 2**52)
-            self.sandbox.telegram = await self.telegram_emulator.start(
-                host=host, port=s.sandbox_telegram_port
-            )
+            try:
+                self.sandbox.telegram = await self.telegram_emulator.start(
+                    host=host, port=s.sandbox_telegram_port
+                )
+            except OSError as exc:
+                raise SettingsError(
+                    f"configuration error: AUTODISPATCH_SANDBOX_TELEGRAM_PORT: {exc}"
+                ) from exc
             self.sandbox.token = SANDBOX_TOKEN
         if not s.google_configured:
             from emulators.google import GoogleEmulator
 
             self.google_emulator = GoogleEmulator()
-            self.sandbox.google = await self.google_emulator.start(host=host, port=s.sandbox_google_port)
+            try:
+                self.sandbox.google = await self.google_emulator.start(host=host, port=s.sandbox_google_port)
+            except OSError as exc:
+                raise SettingsError(f"configuration error: AUTODISPATCH_SANDBOX_GOOGLE_PORT: {exc}") from exc
 
     def _configure_oauth(self) -> Settings:
         """/connect in sandbox mode: the Google emulator is the consent screen and token endpoint, with an
