@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -26,7 +30,7 @@ from autodispatch.codec import (
     parse_keys,
     payload_tenant,
 )
-from autodispatch.embedded import EmbeddedTemporal
+from autodispatch.embedded import EmbeddedTemporal, temporal_cli_path
 from autodispatch.settings import Settings, SettingsError, load_settings
 from autodispatch.temporal import payload_keys
 from schemas.lifecycle import order_workflow_id
@@ -160,6 +164,30 @@ async def history_of(stack, workflow_id: str) -> History:  # type: ignore[no-unt
     return History(events=history.events)
 
 
+def plain_payloads(history_json: str) -> str:
+    """The readable payloads of `temporal workflow show -o json` output, decoded from base64 and joined."""
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            encoding = (
+                base64.b64decode(node.get("metadata", {}).get("encoding", "")) if "data" in node else b""
+            )
+            if encoding == b"json/plain":
+                found.append(base64.b64decode(node["data"]).decode())
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    try:
+        walk(json.loads(history_json))
+    except ValueError:
+        return ""
+    return "\n".join(found)
+
+
 def codec_body(payloads: list[Payload]) -> str:
     return json_format.MessageToJson(Payloads(payloads=payloads))
 
@@ -226,3 +254,18 @@ async def test_an_orders_history_holds_no_plain_personal_data_and_the_codec_serv
             assert enc.status_code == 200, enc.text
             (sealed,) = json_format.Parse(enc.content, Payloads()).payloads
             assert payload_tenant(sealed) == mine["tenant_id"] and b"hello" not in sealed.data
+
+        # Temporal's own CLI, as an operator runs it, reads the history decoded through the codec server.
+        def show(*auth: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(  # noqa: S603
+                [temporal_cli_path(), "workflow", "show", "-w", main_id, "--address", temporal_dev.address,
+                 "--namespace", settings.temporal_namespace, "--codec-endpoint", url.removesuffix("/decode"),
+                 "-o", "json", *auth],
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        shown = await asyncio.to_thread(show, "--codec-auth", f"Bearer {mine['api_key']}")
+        assert shown.returncode == 0, shown.stderr
+        assert PHONE in plain_payloads(shown.stdout) and ADDRESS in plain_payloads(shown.stdout)
+        refused = await asyncio.to_thread(show)
+        assert PHONE not in plain_payloads(refused.stdout) and PHONE not in refused.stdout + refused.stderr
