@@ -1,5 +1,5 @@
 """deploy/: the alert rules pass promtool, and every metric a dashboard panel or a rule uses is one the
-running app exports (read from GET /metrics of the real stack after an order)."""
+running app exports (checked on GET /metrics of the real stack after an order, in tests/test_metrics.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-
-from autodispatch.embedded import EmbeddedTemporal
-from tests.conftest import Outside, Postgres, stack_settings
-from tests.test_e2e import finished, new_driver, running, send
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -74,16 +69,9 @@ def exported_names(text: str) -> set[str]:
     return names
 
 
-async def test_every_metric_the_dashboard_and_rules_use_is_exported_by_the_running_app(
-    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
-) -> None:
+def assert_deploy_uses_only_exported_metrics(exposition: str) -> None:
+    """Called with GET /metrics of the running stack after an order (tests/test_metrics.py)."""
     used = {m for expr in rule_exprs() + panel_exprs() for m in METRIC.findall(expr)}
     assert len(used) >= 15, used
-    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
-        chat_id, _, _ = await new_driver(stack, outside)
-        sent = send(outside, stack, chat_id, "завтра 9:30 Внуково → Тверская 7, 2500₽")
-        await finished(stack, sent["update_id"])
-        async with httpx.AsyncClient() as http:
-            text = (await http.get(f"{stack.sandbox.http}/metrics")).text
-    missing = used - exported_names(text)
+    missing = used - exported_names(exposition)
     assert not missing, f"used by deploy/ but not exported: {sorted(missing)}"

@@ -10,16 +10,22 @@ from prometheus_client.parser import text_string_to_metric_families
 from autodispatch.embedded import EmbeddedTemporal
 from autodispatch.stack import Stack
 from tests.conftest import Outside, Postgres, stack_settings
+from tests.test_deploy import assert_deploy_uses_only_exported_metrics
 from tests.test_e2e import finished, new_driver, running, send, token_of
 
 
-async def scrape(stack: Stack) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+async def exposition(stack: Stack) -> str:
     async with httpx.AsyncClient() as http:
         r = await http.get(f"{stack.sandbox.http}/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    return r.text
+
+
+async def scrape(stack: Stack) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = await exposition(stack)
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(r.text)
+        for family in text_string_to_metric_families(text)
         for s in family.samples
     }
 
@@ -61,6 +67,8 @@ async def test_one_order_moves_the_order_metrics_by_one_for_its_tenant(
         assert moved("autodispatch_send_budget_wait_seconds_count", tenant=tenant) >= 1
         # The Temporal SDK's own worker metrics come along in the same scrape.
         assert any(name.startswith("temporal_") for name, _ in after), sorted({n for n, _ in after})[:20]
+        # And the dashboard and alert rules in deploy/ use only metrics the app exports.
+        assert_deploy_uses_only_exported_metrics(await exposition(stack))
 
 
 async def test_a_question_counts_once_with_the_missing_field(
