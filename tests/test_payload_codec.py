@@ -255,6 +255,19 @@ async def test_an_orders_history_holds_no_plain_personal_data_and_the_codec_serv
             (sealed,) = json_format.Parse(enc.content, Payloads()).payloads
             assert payload_tenant(sealed) == mine["tenant_id"] and b"hello" not in sealed.data
 
+        # Summaries (the UI's one-line description of a workflow) are payloads: sealed too.
+        assert stack.client is not None
+        summarised = await stack.client.start_workflow(
+            "NoWorkerRunsThis", id=f"summary-{uuid.uuid4().hex[:8]}", task_queue=f"tq-{uuid.uuid4()}",
+            static_summary=f"order for +7 {PHONE}",
+        )  # fmt: skip
+        try:
+            first = (await history_of(stack, summarised.id)).events[0]
+            assert first.user_metadata.HasField("summary") and is_encrypted(first.user_metadata.summary)
+            assert PHONE.encode() not in first.SerializeToString()
+        finally:
+            await summarised.terminate()
+
         # Temporal's own CLI, as an operator runs it, reads the history decoded through the codec server.
         def show(*auth: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(  # noqa: S603
