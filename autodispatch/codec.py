@@ -188,7 +188,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         workflow_id = None
         if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
             workflow_id = context.workflow_id
-        codec = EncryptionCodec.__new__(EncryptionCodec)
+        codec = type(self).__new__(type(self))
         codec.keys, codec._by_id, codec.book = self.keys, self._by_id, self.book
         codec.workflow_id = workflow_id
         return codec

@@ -114,6 +114,16 @@ def test_a_missing_key_stops_start_up_outside_sandbox_unless_opted_out(tmp_path:
     assert (tmp_path / "run" / "payload-keys").stat().st_mode & 0o077 == 0
 
 
+async def test_opted_out_payloads_stay_plain_in_every_context() -> None:
+    converter = build_data_converter(None)  # AUTODISPATCH_PAYLOAD_ENCRYPTION=false
+    in_workflow = converter.with_context(WorkflowSerializationContext(namespace="default", workflow_id="wf"))
+    (payload,) = await in_workflow.encode([{"tenant_id": "acme"}])
+    assert not is_encrypted(payload) and b"acme" in payload.data
+    sealed = (await EncryptionCodec(parse_keys(new_key_spec())).encode([payload]))[0]
+    with pytest.raises(CodecError, match="AUTODISPATCH_PAYLOAD_KEYS"):
+        await in_workflow.decode([sealed])
+
+
 async def test_failure_messages_are_sealed_too() -> None:
     from temporalio.api.failure.v1 import Failure
     from temporalio.exceptions import ApplicationError
