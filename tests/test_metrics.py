@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from autodispatch.embedded import EmbeddedTemporal
+from autodispatch.embedded import EmbeddedTemporal, free_port
+from autodispatch.settings import Settings, SettingsError
 from autodispatch.stack import Stack
 from tests.conftest import Outside, Postgres, stack_settings
 from tests.test_deploy import assert_deploy_uses_only_exported_metrics
 from tests.test_e2e import finished, new_driver, running, send, token_of
+from workers.main import serve_metrics
 
 
 async def exposition(stack: Stack) -> str:
@@ -36,6 +39,16 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
+class Delta:
+    """How far a metric moved between two scrapes: delta(name, **labels)."""
+
+    def __init__(self, before: dict, after: dict) -> None:
+        self.before, self.after = before, after
+
+    def __call__(self, name: str, **labels: str) -> float:
+        return value(self.after, name, **labels) - value(self.before, name, **labels)
+
+
 async def test_one_order_moves_the_order_metrics_by_one_for_its_tenant(
     tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
 ) -> None:
@@ -46,9 +59,7 @@ async def test_one_order_moves_the_order_metrics_by_one_for_its_tenant(
         assert (await finished(stack, sent["update_id"])).outcome == "event_created"
         after = await scrape(stack)
 
-        def moved(name: str, **labels: str) -> float:
-            return value(after, name, **labels) - value(before, name, **labels)
-
+        moved = Delta(before, after)
         assert moved("autodispatch_telegram_updates_received_total", tenant=tenant, kind="text") == 1
         assert moved("autodispatch_orders_received_total", tenant=tenant) == 1
         assert moved("autodispatch_orders_confirmed_total", tenant=tenant) == 1
@@ -84,9 +95,25 @@ async def test_a_question_counts_once_with_the_missing_field(
         assert (await finished(stack, first["update_id"])).outcome == "event_created"
         after = await scrape(stack)
 
-        def moved(name: str, **labels: str) -> float:
-            return value(after, name, **labels) - value(before, name, **labels)
-
+        moved = Delta(before, after)
         assert moved("autodispatch_questions_asked_total", tenant=tenant) == 1
         assert moved("autodispatch_parse_misses_total", tenant=tenant, field="pickup_at") == 1
         assert moved("autodispatch_orders_confirmed_total", tenant=tenant) == 1
+
+
+async def test_a_worker_process_serves_its_own_metrics_and_a_taken_port_names_the_setting(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    settings = Settings(_env_file=None, data_dir=tmp_path, worker_metrics_port=port)  # type: ignore[call-arg]
+    runner = await serve_metrics(settings)
+    assert runner is not None
+    try:
+        async with httpx.AsyncClient() as http:
+            r = await http.get(f"http://127.0.0.1:{port}/metrics")
+        assert r.status_code == 200 and "autodispatch_orders_received_total" in r.text
+        with pytest.raises(SettingsError, match="^configuration error: AUTODISPATCH_WORKER_METRICS_PORT: "):
+            await serve_metrics(settings)  # the port is taken now, by the first
+    finally:
+        await runner.cleanup()
+    assert await serve_metrics(Settings(_env_file=None, data_dir=tmp_path)) is None  # type: ignore[call-arg]
