@@ -31,6 +31,7 @@ from autodispatch.codec import (
     payload_tenant,
 )
 from autodispatch.embedded import EmbeddedTemporal, temporal_cli_path
+from autodispatch.replay import replay_file
 from autodispatch.settings import Settings, SettingsError, load_settings
 from autodispatch.temporal import payload_keys
 from schemas.lifecycle import order_workflow_id
@@ -264,6 +265,15 @@ async def test_an_orders_history_holds_no_plain_personal_data_and_the_codec_serv
             assert enc.status_code == 200, enc.text
             (sealed,) = json_format.Parse(enc.content, Payloads()).payloads
             assert payload_tenant(sealed) == mine["tenant_id"] and b"hello" not in sealed.data
+
+        # An exported encrypted history replays with the keys (`autodispatch replay --file`), not without.
+        exported = tmp_path / "exported.json"
+        exported.write_text((await stack.client.get_workflow_handle(main_id).fetch_history()).to_json())
+        ok, report = await replay_file(exported, settings)
+        assert ok, report
+        keyless = settings.model_copy(update={"payload_keys": None, "payload_encryption": False})
+        ok, report = await replay_file(exported, keyless)
+        assert not ok and "AUTODISPATCH_PAYLOAD_KEYS" in report, report
 
         # Summaries (the UI's one-line description of a workflow) are payloads: sealed too.
         assert stack.client is not None
