@@ -36,6 +36,7 @@ from autodispatch.settings import Settings, SettingsError, load_settings
 from autodispatch.temporal import payload_keys
 from schemas.lifecycle import order_workflow_id
 from schemas.telegram import main_workflow_id
+from tests.api_fixtures import system_key
 from tests.conftest import Outside, Postgres, stack_settings, unique_chat_id
 from tests.test_e2e import finished, running, send
 from workflows.ids import calendar_workflow_id
@@ -248,6 +249,17 @@ async def test_an_orders_history_holds_no_plain_personal_data_and_the_codec_serv
             foreign = await http.post(url, content=body, headers={**headers, "X-API-Key": other["api_key"]})
             assert foreign.status_code == 403 and "belongs to tenant" in foreign.text
             assert PHONE not in foreign.text
+            viewer = await tenants.create_api_key(
+                stack.pool, mine["tenant_id"], role="viewer", source="cli", actor="test"
+            )
+            seen = await http.post(url, content=body, headers={**headers, "X-API-Key": viewer["api_key"]})
+            assert seen.status_code == 403 and "admin or system" in seen.text
+            system = await http.post(
+                url, content=body, headers={**headers, "X-API-Key": await system_key(stack.pool)}
+            )
+            assert system.status_code == 200, system.text  # a system key opens every tenant's
+            (by_system,) = json_format.Parse(system.content, Payloads()).payloads
+            assert PHONE in by_system.data.decode()
 
             # The UI's preflight from its own origin is allowed; another origin gets no CORS grant.
             ui = settings.codec_origins[0]
