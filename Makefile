@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench install clean os-packages
+.PHONY: run test lint format bench install tools clean os-packages
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -18,12 +18,20 @@ $(STAMP): pyproject.toml requirements.lock
 os-packages:
 	@bash .ci/os-packages.sh
 
-install: os-packages $(STAMP)
+# Platform tools from Debian (as root; elsewhere a clear note and the check that needs it is skipped):
+# promtool checks deploy/prometheus/alerts.yml.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+	  || echo "promtool not installed (Debian package prometheus, needs root): the alert-rules check will be skipped"
+
+
+install: os-packages $(STAMP) tools
 
 run: os-packages $(STAMP)
 	$(BIN)/autodispatch up
 
-test: os-packages $(STAMP)
+test: os-packages $(STAMP) tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

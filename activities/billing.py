@@ -18,6 +18,7 @@ from aiogram.types import LabeledPrice
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from autodispatch import metrics
 from autodispatch.db import tenant_tx
 from autodispatch.texts import bt
 from schemas.billing import (
@@ -154,7 +155,9 @@ class BillingActivities:
                            VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING""",
                         e.tenant_id, e.workflow_id, e.step, e.action, e.chat_id, e.outcome, e.details,
                     )  # fmt: skip
-                    written += int(status.split()[-1])
+                    if (new := int(status.split()[-1])) > 0:
+                        metrics.observe_audit([e], billing=True)
+                    written += new
         return written
 
     @activity.defn(name="send_invoice")

@@ -32,6 +32,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.oauth import OAuthGrants, UserGrant
+from autodispatch import metrics
 from autodispatch.texts import event_description, event_summary
 from parsing.places import navigation_name
 from schemas.calendar import (
@@ -142,6 +143,11 @@ class CalendarService:
     def execute(self, request: Any, on_behalf: Any = None) -> Any:
         """Run one API request with the credentials `http_for(on_behalf)` picks. Pass the activity's
         input as `on_behalf`; without it the call runs as the service account."""
+        operation = str(getattr(request, "methodId", "unknown")).removeprefix("calendar.")
+        with metrics.calendar_call(operation, getattr(on_behalf, "tenant_id", None)):
+            return self._execute(request, on_behalf)
+
+    def _execute(self, request: Any, on_behalf: Any) -> Any:
         http, grant = self.http_for(on_behalf)
         if grant is None:
             return request.execute(http=http, num_retries=0)
@@ -306,6 +312,8 @@ class CalendarActivities:
                     ),
                     req,
                 )
+                # Ids only at INFO: the order's text, phone and address stay out of the logs.
+                activity.logger.info("event %s written (%d conflicts)", created["id"], len(conflicts))
                 return CalendarEvent(
                     event_id=created["id"], html_link=created.get("htmlLink"), created=True,
                     conflicts=conflicts,

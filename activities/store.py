@@ -6,7 +6,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from autodispatch import tenants
+from autodispatch import metrics, tenants
 from autodispatch.db import system_tx, tenant_tx
 from schemas.driver import Driver, DriverLookup, DriverSettings, LookupDriverInput
 from schemas.store import (
@@ -87,7 +87,9 @@ class StoreActivities:
                         [e.outcome for e in rows],
                         [e.details for e in rows],
                     )
-                    written += int(status.split()[-1])
+                    if (new := int(status.split()[-1])) > 0:
+                        metrics.observe_audit(rows)  # a retried step wrote nothing new: not counted again
+                    written += new
                 if req.order and req.order.tenant_id == tenant_id:
                     o, p = req.order, req.order.order
                     await conn.execute(

@@ -32,6 +32,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, Message, R
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from autodispatch import metrics
 from autodispatch.db import tenant_tx
 from autodispatch.texts import fit_telegram
 from schemas.telegram import AnswerCallbackInput, EditCardInput, ReplySent, SendReplyInput
@@ -125,6 +126,7 @@ class SendPacer:
     async def wait(self, chat_id: int) -> None:
         now = time.monotonic()
         at = self.reserve(chat_id, now)
+        metrics.send_budget_wait(max(0.0, at - now))
         if at > now:
             await asyncio.sleep(at - now)
 
@@ -149,8 +151,10 @@ class SendPacer:
     async def sending(self, chat_id: int) -> AsyncIterator[None]:
         """Around the HTTP call to Telegram: starts it when the limits allow, records its answer."""
         # A deadline to sleep until, re-checked after: an Event would need a timer to set it anyway.
+        started = time.monotonic()
         while (pause := self.delay(chat_id, time.monotonic())) > 0:  # noqa: ASYNC110
             await asyncio.sleep(pause)
+        metrics.send_budget_wait(time.monotonic() - started)
         # No await between the check above and these: atomic on the event loop.
         self._in_flight += 1
         self._chat_in_flight.add(chat_id)

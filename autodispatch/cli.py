@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import logging
 import sys
 import warnings
 from typing import Any
@@ -20,14 +19,9 @@ def _print_json(obj: Any) -> None:
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Our own INFO lines are useful; the libraries' per-request ones drown them.
-    for noisy in ("aiogram.event", "httpx", "emulators"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from autodispatch.logs import setup_logging
+
+    setup_logging(settings.log_level, json_lines=settings.json_logs)
 
 
 # -- stack ------------------------------------------------------------------------------
@@ -147,7 +141,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch.replay import replay_file, replay_workflow_id
 
     if args.file:
-        ok, report = asyncio.run(replay_file(args.file))
+        ok, report = asyncio.run(replay_file(args.file, settings))
     else:
         ok, report = asyncio.run(replay_workflow_id(settings, args.workflow_id))
     print(report)
@@ -253,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         _setup_logging(settings)
+        from autodispatch.tracing import setup_tracing
+
+        setup_tracing(settings.otlp_endpoint)
         return COMMANDS[args.command](args, settings)
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)

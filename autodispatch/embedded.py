@@ -151,7 +151,9 @@ class ManagedProcess:
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             tail = self.logfile.read_text(errors="replace")[-2000:] if self.logfile.exists() else ""
-            raise EmbeddedError(f"{self.name} exited with code {self.proc.returncode}:\n{tail}")
+            raise EmbeddedError(
+                f"{self.name} exited with code {self.proc.returncode} (log: {self.logfile}):\n{tail}"
+            )
 
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is None:
@@ -189,6 +191,7 @@ class EmbeddedTemporal:
         ui_port: int = 8233,
         namespace: str = "default",
         headless: bool = False,
+        codec_endpoint: str | None = None,
     ) -> None:
         self.host, self.port, self.ui_port = host, port, ui_port
         self.data_dir = data_dir
@@ -216,10 +219,13 @@ class EmbeddedTemporal:
         ]  # fmt: skip
         for key, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{key}={kind}"]
+        self.headless = headless
         if headless:
             argv.append("--headless")
         else:
             argv += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+            if codec_endpoint:
+                argv += ["--ui-codec-endpoint", codec_endpoint]
         self.process = ManagedProcess("temporal", argv, data_dir / "run", marker=str(self.db_file))
 
     @property
@@ -231,16 +237,25 @@ class EmbeddedTemporal:
         return f"http://{self.host}:{self.ui_port}"
 
     def start(self, timeout: float = 60.0) -> None:
+        self.claim_ports()
+        self.process.start()
+        _wait_port(self.process, self.host, self.port, timeout)
+
+    def claim_ports(self) -> None:
+        """Its ports free (a server left by a crashed run of ours is ended), else a one-line error."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if port_is_open(self.host, self.port):
             self.process.end_stale()
             if port_is_open(self.host, self.port):
                 raise EmbeddedError(
-                    f"port {self.host}:{self.port} is taken by another program; set "
-                    "AUTODISPATCH_TEMPORAL_GRPC_PORT or AUTODISPATCH_TEMPORAL_ADDRESS"
+                    f"configuration error: AUTODISPATCH_TEMPORAL_GRPC_PORT: port {self.host}:{self.port} is taken "
+                    "by another program; set another port, or AUTODISPATCH_TEMPORAL_ADDRESS to use that server"
                 )
-        self.process.start()
-        _wait_port(self.process, self.host, self.port, timeout)
+        if not self.headless and port_is_open(self.host, self.ui_port):
+            raise EmbeddedError(
+                f"configuration error: AUTODISPATCH_TEMPORAL_UI_PORT: port {self.host}:{self.ui_port} is taken "
+                "by another program; set another port"
+            )
 
     def stop(self) -> None:
         self.process.stop()
@@ -320,6 +335,11 @@ class EmbeddedPostgres:
             os.chown(run_dir, pass_.pw_uid, pass_.pw_gid)
         if port_is_open(self.host, self.port):
             self.process.end_stale()
+            if port_is_open(self.host, self.port):
+                raise EmbeddedError(
+                    f"configuration error: AUTODISPATCH_POSTGRES_PORT: port {self.host}:{self.port} is taken by "
+                    "another program; set another port, or AUTODISPATCH_DATABASE_URL to use that server"
+                )
         # A postmaster.pid whose process is gone (a crash) is handled by postgres itself.
         self.process.start()
         _wait_port(self.process, self.host, self.port, timeout)

@@ -6,20 +6,21 @@ import json
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
-from autodispatch.settings import Settings
-from autodispatch.temporal import connect
+from autodispatch.settings import Settings, SettingsError
+from autodispatch.temporal import connect, data_converter
 from workers.worker import WORKFLOWS
 
 
-def replayer() -> Replayer:
-    return Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+def replayer(converter: DataConverter) -> Replayer:
+    return Replayer(workflows=list(WORKFLOWS), data_converter=converter)
 
 
-async def replay_history(history: WorkflowHistory) -> tuple[bool, str]:
-    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+async def replay_history(history: WorkflowHistory, converter: DataConverter) -> tuple[bool, str]:
+    """Encrypted payloads are opened with the configured keys; plain ones (older exports) pass."""
+    result = await replayer(converter).replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is None:
         return True, f"{history.workflow_id}: replays cleanly against the current code"
     return (
@@ -28,15 +29,21 @@ async def replay_history(history: WorkflowHistory) -> tuple[bool, str]:
     )
 
 
-async def replay_file(path: str | Path) -> tuple[bool, str]:
+async def replay_file(path: str | Path, settings: Settings) -> tuple[bool, str]:
     p = Path(path)
     data = json.loads(p.read_text())
     workflow_id = data.get("workflowId") or data.get("workflow_id") or p.stem
     history = WorkflowHistory.from_json(workflow_id, data.get("history", data))
-    return await replay_history(history)
+    return await replay_history(history, data_converter(settings, required=False))
 
 
 async def replay_workflow_id(settings: Settings, workflow_id: str) -> tuple[bool, str]:
-    client = await connect(settings)
+    try:
+        client = await connect(settings)
+    except RuntimeError as exc:
+        raise SettingsError(
+            f"configuration error: AUTODISPATCH_TEMPORAL_ADDRESS: cannot reach Temporal at "
+            f"{settings.temporal_address or f'127.0.0.1:{settings.temporal_grpc_port}'}: {exc}"
+        ) from exc
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return await replay_history(history)
+    return await replay_history(history, client.data_converter)

@@ -108,6 +108,22 @@ class Settings(BaseSettings):
     # Fernet keys encrypting refresh tokens at rest, comma-separated, newest first (rotation: docs/oauth.md).
     oauth_token_keys: SecretStr | None = None
 
+    # Operations (docs/operations.md). Temporal payloads are sealed with AES-256-GCM: comma-separated
+    # `<key id>:<32 bytes base64url>`, newest first (it encrypts; the others still decrypt). Sandbox mode
+    # keeps a generated key under DATA_DIR; elsewhere a missing key stops start-up unless
+    # PAYLOAD_ENCRYPTION=false says histories may be plain.
+    payload_keys: SecretStr | None = None
+    payload_encryption: bool = True
+    # Origins allowed to call the codec server (the Temporal UI's); unset: the embedded UI's.
+    codec_cors_origins: str | None = None
+    log_format: Literal["json", "text"] | None = None  # unset: json, text in sandbox mode
+    otlp_endpoint: str | None = None  # OTLP/HTTP traces (e.g. http://jaeger:4318); unset: no traces
+    # The Temporal SDK's own metrics (loopback; GET /metrics includes them); 0: any free port.
+    sdk_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # `autodispatch worker` serves GET /metrics on HTTP_HOST at this port; unset: no endpoint (`up` and
+    # `bot` serve /metrics on HTTP_PORT).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     @field_validator("telegram_api_base", "google_api_endpoint")
     @classmethod
     def _url(cls, v: str) -> str:
@@ -183,6 +199,25 @@ class Settings(BaseSettings):
             return None
         return v
 
+    @field_validator("payload_keys", mode="before")
+    @classmethod
+    def _payload_keys(cls, v: object) -> object:
+        if v is None or v == "":
+            return None
+        from autodispatch.codec import parse_keys
+
+        parse_keys(v.get_secret_value() if isinstance(v, SecretStr) else str(v))
+        return v
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (OTLP over HTTP, e.g. http://jaeger:4318)")
+        return v
+
     @field_validator("jwt_public_key_file", "jwt_private_key_file")
     @classmethod
     def _jwt_key_file(cls, v: Path | None) -> Path | None:
@@ -191,6 +226,21 @@ class Settings(BaseSettings):
         return v
 
     # Derived views -----------------------------------------------------------------
+    @property
+    def sandbox(self) -> bool:
+        """Something is emulated (no Telegram token or no Google credentials): a machine to try on."""
+        return not (self.telegram_configured and self.google_configured)
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" if self.log_format else not self.sandbox
+
+    @property
+    def codec_origins(self) -> list[str]:
+        if self.codec_cors_origins:
+            return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
+        return [f"http://{host}:{self.temporal_ui_port}" for host in ("127.0.0.1", "localhost")]
+
     @property
     def telegram_configured(self) -> bool:
         return self.telegram_bot_token is not None

@@ -17,6 +17,7 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,13 @@ from activities.calendar import CalendarService
 from activities.oauth import OAuthGrants
 from autodispatch import db
 from autodispatch.api.routes import add_api_routes
-from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal
+from autodispatch.codec import EncryptionCodec
+from autodispatch.codec_server import CODEC_PATH, add_codec_routes
+from autodispatch.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedTemporal, port_is_open
 from autodispatch.oauth import generate_key, oauth_problem
 from autodispatch.runtime import dsns, read_sandbox
 from autodispatch.settings import Settings, SettingsError
-from autodispatch.temporal import connect
+from autodispatch.temporal import connect, sdk_metrics_address
 from bot.billing import add_billing_route
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
@@ -43,7 +46,7 @@ from bot.inbox import Inbox, InboxRelay
 from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
-from bot.server import WEBHOOK_PATH, Health, add_health_route, add_webhook_route
+from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route, traced
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
 from workers.worker import Workers, build_workers
@@ -91,10 +94,21 @@ async def connect_with_retry(settings: Settings, address: str | None = None, tim
             return await connect(settings, address)
         except RuntimeError as exc:
             if asyncio.get_running_loop().time() > deadline:
+                target = address or settings.temporal_address or f"127.0.0.1:{settings.temporal_grpc_port}"
                 raise SettingsError(
-                    f"cannot reach Temporal at {address or settings.temporal_address}: {exc}"
+                    f"configuration error: AUTODISPATCH_TEMPORAL_ADDRESS: cannot reach Temporal at {target}: "
+                    + str(exc).splitlines()[0]
                 ) from exc
             await asyncio.sleep(0.3)
+
+
+@contextlib.contextmanager
+def one_line() -> Iterator[None]:
+    """An embedded server that cannot start: one line for the person (the log file has the rest)."""
+    try:
+        yield
+    except EmbeddedError as exc:
+        raise SettingsError(str(exc).splitlines()[0].rstrip(":")) from exc
 
 
 @dataclass
@@ -155,6 +169,7 @@ class Stack:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.health.set("postgres", False)
         self.health.set("temporal", False)
+        self._claim_ports()  # before anything starts: a taken port is one line, at once
         await self._start_postgres()
         await self._start_temporal()
         await self._start_emulators()
@@ -179,9 +194,14 @@ class Stack:
             await self._seed_sandbox()
         if self.run_worker:
             await self._start_worker()
-        self.http_app = web.Application()
+        self.http_app = web.Application(middlewares=[traced])
         add_health_route(self.http_app, self.health)
+        add_metrics_route(self.http_app, sdk_metrics_address)
         add_api_routes(self.http_app, self.pool, self.settings)
+        assert self.client is not None
+        codec = self.client.data_converter.payload_codec
+        if isinstance(codec, EncryptionCodec):
+            add_codec_routes(self.http_app, self.pool, self.settings, codec)
         add_billing_route(
             self.http_app,
             self.client,
@@ -205,7 +225,8 @@ class Stack:
             self.owner_dsn, self.app_dsn = dsns(s)
         elif s.database_url is None:
             self.postgres = EmbeddedPostgres(s.data_dir, port=s.postgres_port, durable=self.durable_postgres)
-            self.postgres.start()
+            with one_line():
+                self.postgres.start()
             self.owner_dsn, self.app_dsn = self.postgres.owner_dsn, self.postgres.app_dsn
         else:
             self.owner_dsn = s.database_url.get_secret_value()
@@ -219,19 +240,32 @@ class Stack:
             ) from exc
         self.health.set("postgres", True)
 
-    async def _start_temporal(self) -> None:
+    def _claim_ports(self) -> None:
         s = self.settings
-        address = s.temporal_address
-        if address is None and self.join:
-            address = f"127.0.0.1:{s.temporal_grpc_port}"
-        elif address is None:
+        if s.temporal_address is None and not self.join:
             self.temporal = EmbeddedTemporal(
                 s.data_dir,
                 port=s.temporal_grpc_port,
                 ui_port=s.temporal_ui_port,
                 namespace=s.temporal_namespace,
+                # The UI in the browser opens encrypted payloads through our codec server.
+                codec_endpoint=f"http://{s.http_host}:{s.http_port}{CODEC_PATH}",
             )
-            self.temporal.start()
+            with one_line():
+                self.temporal.claim_ports()
+        if port_is_open(s.http_host, s.http_port):
+            raise SettingsError(
+                f"configuration error: AUTODISPATCH_HTTP_PORT: {s.http_host}:{s.http_port} is taken by another program"
+            )
+
+    async def _start_temporal(self) -> None:
+        s = self.settings
+        address = s.temporal_address
+        if address is None and self.join:
+            address = f"127.0.0.1:{s.temporal_grpc_port}"
+        elif self.temporal is not None:
+            with one_line():
+                self.temporal.start()
             address = self.temporal.address
             self.sandbox.temporal_ui = self.temporal.ui_url
         self.temporal_address = address
@@ -253,15 +287,23 @@ class Stack:
 
             # Ids from the clock: a restarted sandbox never reuses an update id Temporal has seen.
             self.telegram_emulator = TelegramEmulator(first_id=int(time.time() * 1000) % 2**52)
-            self.sandbox.telegram = await self.telegram_emulator.start(
-                host=host, port=s.sandbox_telegram_port
-            )
+            try:
+                self.sandbox.telegram = await self.telegram_emulator.start(
+                    host=host, port=s.sandbox_telegram_port
+                )
+            except OSError as exc:
+                raise SettingsError(
+                    f"configuration error: AUTODISPATCH_SANDBOX_TELEGRAM_PORT: {exc}"
+                ) from exc
             self.sandbox.token = SANDBOX_TOKEN
         if not s.google_configured:
             from emulators.google import GoogleEmulator
 
             self.google_emulator = GoogleEmulator()
-            self.sandbox.google = await self.google_emulator.start(host=host, port=s.sandbox_google_port)
+            try:
+                self.sandbox.google = await self.google_emulator.start(host=host, port=s.sandbox_google_port)
+            except OSError as exc:
+                raise SettingsError(f"configuration error: AUTODISPATCH_SANDBOX_GOOGLE_PORT: {exc}") from exc
 
     def _configure_oauth(self) -> Settings:
         """/connect in sandbox mode: the Google emulator is the consent screen and token endpoint, with an
@@ -448,8 +490,15 @@ class Stack:
                 f'  talk to the bot:  {_command()} chat "завтра 9:30 Внуково → Тверская 7, 2500₽"',
             ]
         if self.sandbox.temporal_ui:
-            lines.append(f"  Temporal UI:      {self.sandbox.temporal_ui}")
+            lines.append(
+                f"  Temporal UI:      {self.sandbox.temporal_ui} (payloads decoded by the codec server)"
+            )
         lines.append(f"  health:           {self.sandbox.http}/healthz")
+        lines.append(f"  metrics:          {self.sandbox.http}/metrics")
+        lines.append(
+            f"  codec server:     {self.sandbox.http}{CODEC_PATH} "
+            f"(temporal workflow show --codec-endpoint {self.sandbox.http}{CODEC_PATH} …)"
+        )
         lines.append("  stop with Ctrl-C.")
         print("\n".join(lines), flush=True)
 

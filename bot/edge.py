@@ -17,6 +17,8 @@ from temporalio.client import Client
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from autodispatch import metrics
+from autodispatch.codec import hint_tenant
 from autodispatch.db import SYSTEM_TENANT, system_tx
 from bot.inbox import Inbox, InboxItem, InboxRelay
 from schemas.telegram import TelegramUpdateReceived, main_workflow_id
@@ -123,11 +125,14 @@ class TemporalEdge:
                 attrs.append(SearchAttributePair(ORDER_ID, order_id))
             if item.driver_name is not None and item.calendar_id is not None:
                 memo = {"driver": item.driver_name, "calendar_id": item.calendar_id}
+        workflow_id = main_workflow_id(received.bot_id, received.update_id)
+        known = item.tenant_id if item.tenant_id != SYSTEM_TENANT else None
+        hint_tenant(self.client.data_converter, workflow_id, known)  # the payload's tenant tag
         try:
             await self.client.start_workflow(
                 item.workflow,
                 received,
-                id=main_workflow_id(received.bot_id, received.update_id),
+                id=workflow_id,
                 task_queue=item.task_queue or self.task_queue,
                 # A closed workflow with this id means the update was handled: never run it again.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -141,6 +146,7 @@ class TemporalEdge:
         except WorkflowAlreadyStartedError:
             log.info("update %s already handed over", received.update_id)
             return False
+        metrics.update_received(known, received.kind)
         return True
 
 

@@ -1,14 +1,19 @@
-"""The aiohttp server: Telegram's webhook and /healthz (the admin API mounts here too)."""
+"""The aiohttp server: Telegram's webhook, /healthz and /metrics (the admin API and codec server mount
+here too)."""
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 
+import aiohttp
 from aiogram import Bot, Dispatcher
 from aiogram.types import Update
 from aiohttp import web
 from pydantic import ValidationError
+
+from autodispatch import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +67,39 @@ def add_health_route(app: web.Application, health: Health) -> None:
         )
 
     app.router.add_get("/healthz", healthz)
+
+
+def add_metrics_route(app: web.Application, sdk_metrics: Callable[[], str | None] = lambda: None) -> None:
+    """GET /metrics: ours (autodispatch/metrics.py) then the Temporal SDK's (its loopback exporter), one
+    scrape target for Prometheus. Tenant ids only, no personal data."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    async def scrape(_: web.Request) -> web.Response:
+        body = metrics.exposition()
+        address = sdk_metrics()
+        if address:
+            try:
+                timeout = aiohttp.ClientTimeout(total=2)
+                async with aiohttp.ClientSession(timeout=timeout) as http:
+                    async with http.get(f"http://{address}/metrics") as r:
+                        body += b"\n" + await r.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("Temporal SDK metrics at %s not readable: %s", address, exc)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/metrics", scrape)
+
+
+@web.middleware
+async def traced(request: web.Request, handler: Callable) -> web.StreamResponse:
+    """A SERVER span per request, the parent of the workflow a webhook update starts."""
+    if not tracing.enabled():
+        return await handler(request)
+    from opentelemetry.trace import SpanKind
+
+    route = request.match_info.route.resource
+    name = f"{request.method} {route.canonical if route is not None else request.path}"
+    with tracing.tracer().start_as_current_span(name, kind=SpanKind.SERVER) as span:
+        response = await handler(request)
+        span.set_attribute("http.response.status_code", response.status)
+        return response

@@ -13,10 +13,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from autodispatch import admin, db
+from autodispatch.codec import build_data_converter, new_key_spec, parse_keys
 from autodispatch.embedded import EmbeddedPostgres, EmbeddedTemporal, free_port, temporal_test_server_path
 from autodispatch.settings import Settings
 from autodispatch.temporal import register_search_attributes
@@ -26,6 +26,9 @@ from schemas.driver import Driver
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+# One payload key per session: every client the tests build seals payloads as production does.
+PAYLOAD_KEYS = new_key_spec("test")
+DATA_CONVERTER = build_data_converter(parse_keys(PAYLOAD_KEYS))
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +45,7 @@ def session_dir() -> Iterator[Path]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=temporal_test_server_path(), data_converter=pydantic_data_converter
+        test_server_existing_path=temporal_test_server_path(), data_converter=DATA_CONVERTER
     )
     await register_search_attributes(env.client)
     try:
@@ -148,6 +151,7 @@ def stack_settings(
         "data_dir": tmp_path,
         # Per-chat pacing is tested on its own (test_tenancy); elsewhere it would only slow bursts down.
         "telegram_per_chat_interval": 0.0,
+        "payload_keys": PAYLOAD_KEYS,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -40,6 +40,7 @@ async def main() -> None:
             _env_file=None, data_dir=Path(tmp), telegram_bot_token=token, telegram_api_base=tg,
             google_api_endpoint=gg, http_port=free_port(), temporal_grpc_port=free_port(),
             postgres_port=free_port(), temporal_ui_port=free_port(), telegram_mode="webhook", telegram_webhook_secret="record",
+            payload_encryption=False,  # committed histories stay plain JSON, readable in review
         )  # fmt: skip
         async with Stack(settings, announce=False, durable_postgres=False) as stack:
             assert stack.pool and stack.client and stack.bot

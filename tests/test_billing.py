@@ -28,7 +28,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
@@ -63,7 +62,7 @@ from schemas.billing import (
     subscription_workflow_id,
 )
 from schemas.telegram import outbound_task_queue
-from tests.conftest import Outside, Postgres, new_bot_token, unique_chat_id
+from tests.conftest import DATA_CONVERTER, Outside, Postgres, new_bot_token, unique_chat_id
 from workers.worker import WORKFLOWS
 from workflows.subscription import SubscriptionWorkflow
 
@@ -491,7 +490,7 @@ async def test_temporal_refusing_gets_503_and_the_retry_is_applied(
         broken = await Client.connect(
             temporal_dev.address,
             namespace=f"missing-{uuid.uuid4().hex[:6]}",
-            data_converter=pydantic_data_converter,
+            data_converter=DATA_CONVERTER,
         )
         app = web.Application()
         add_billing_route(app, broken, postgres.pool, r.settings)

@@ -24,5 +24,13 @@ def test_compose_file_names_the_documented_services_and_ports() -> None:
     # The app services reach Temporal and Postgres by their compose names.
     assert services["worker"]["environment"]["AUTODISPATCH_TEMPORAL_ADDRESS"] == "temporal:7233"
     assert "app-postgresql" in services["bot"]["environment"]["AUTODISPATCH_DATABASE_URL"]
+    # Monitoring: Prometheus with the alert rules, Grafana with the dashboard, from deploy/.
+    assert {"prometheus", "grafana"} <= set(services)
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source = volume.split(":")[0]
+            assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
+    assert services["worker"]["environment"]["AUTODISPATCH_WORKER_METRICS_PORT"] == "9464"
+    assert services["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"].endswith("/codec")
     readme = (ROOT / "README.md").read_text()
     assert "temporal-dev.yml" in readme and "8233" in readme

@@ -292,6 +292,7 @@ def _spawn_worker(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]
         AUTODISPATCH_GOOGLE_API_ENDPOINT=settings.google_api_endpoint,
         AUTODISPATCH_DATA_DIR=str(tmp_path),
         AUTODISPATCH_LOG_LEVEL="WARNING",
+        AUTODISPATCH_PAYLOAD_KEYS=settings.payload_keys.get_secret_value(),  # type: ignore[union-attr]
     )
     return subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "autodispatch", "worker", "--task-queue", settings.temporal_task_queue],
@@ -460,12 +461,27 @@ async def test_up_in_sandbox_mode_then_chat(session_dir: Path) -> None:
         )  # fmt: skip
         assert chat.returncode == 0, chat.stdout + chat.stderr
         assert "✅" in chat.stdout and "calendar event" in chat.stdout and "Внуково" in chat.stdout
+        # A message that changes no order shows no event (not the previous order's).
+        hello = subprocess.run(  # noqa: S603
+            [*cli, "chat", "привет"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert hello.returncode == 0 and "bot:" in hello.stdout, hello.stdout + hello.stderr
+        assert "calendar event" not in hello.stdout, hello.stdout
+        # The operator's endpoints: metrics, and the codec server the embedded UI uses (loopback,
+        # sandbox: no credential needed).
+        base = f"http://127.0.0.1:{ports['AUTODISPATCH_HTTP_PORT']}"
+        async with httpx.AsyncClient() as http:
+            scraped = await http.get(f"{base}/metrics")
+            assert "autodispatch_orders_confirmed_total" in scraped.text
+            decoded = await http.post(f"{base}/codec/decode", json={"payloads": []})
+            assert decoded.status_code == 200 and decoded.json() == {}, decoded.text
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "SANDBOX MODE" in out.splitlines()[0] or "SANDBOX MODE" in out
     assert "autodispatch chat" in out and "Temporal UI" in out
+    assert f"{base}/metrics" in out and f"{base}/codec" in out
 
     # A crash: SIGKILL leaves pid files behind (its children die with it); the next `up` recovers.
     proc, _ = await start_up()
@@ -585,3 +601,36 @@ async def test_signed_payment_activates_a_pending_driver_through_the_running_sta
                 await asyncio.sleep(0.2)
         audit = [r["action"] for r in await admin.read_audit(stack.pool, tenant="system")]
         assert "billing_signature_rejected" in audit
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "autodispatch", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_taken_port_or_an_unreachable_server_is_one_line_naming_the_setting(session_dir: Path) -> None:
+    import socket
+
+    from autodispatch.embedded import free_port
+
+    data = session_dir / f"ports-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODISPATCH_")}
+    env.update(AUTODISPATCH_DATA_DIR=str(data), AUTODISPATCH_HTTP_PORT=str(free_port()),
+               AUTODISPATCH_POSTGRES_PORT=str(free_port()), AUTODISPATCH_TEMPORAL_UI_PORT=str(free_port()))  # fmt: skip
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        up = _cli({**env, "AUTODISPATCH_TEMPORAL_GRPC_PORT": str(port)}, "up")
+    assert up.returncode == 2, up.stdout + up.stderr
+    lines = up.stderr.strip().splitlines()
+    assert len(lines) == 1, up.stderr
+    (line,) = lines
+    assert line.startswith("configuration error: AUTODISPATCH_TEMPORAL_GRPC_PORT:") and str(port) in line
+
+    closed = free_port()  # nothing listens there
+    replay = _cli({**env, "AUTODISPATCH_TEMPORAL_ADDRESS": f"127.0.0.1:{closed}"}, "replay", "some-workflow")
+    assert replay.returncode == 2, replay.stdout + replay.stderr
+    (line,) = replay.stderr.strip().splitlines()
+    assert line.startswith("configuration error: AUTODISPATCH_TEMPORAL_ADDRESS: cannot reach Temporal"), line

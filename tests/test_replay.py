@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from autodispatch.replay import replay_file
+from autodispatch.settings import Settings
+from tests.conftest import DATA_CONVERTER
 from tests.unpatched_main import MainWorkflowWithoutPatch
 from workers.worker import WORKFLOWS
 
@@ -39,13 +40,13 @@ def test_there_are_histories_covering_the_main_outcomes() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_committed_history_replays_against_current_code(path: Path) -> None:
-    await Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter).replay_workflow(
-        load(path)
-    )
+    # The encrypting converter every client uses: plain histories from before encryption pass through.
+    await Replayer(workflows=list(WORKFLOWS), data_converter=DATA_CONVERTER).replay_workflow(load(path))
 
 
-async def test_replay_cli_reports_clean_histories() -> None:
-    ok, report = await replay_file(Path(__file__).parent / "histories" / "order_event_created.json")
+async def test_replay_cli_reports_clean_histories(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    ok, report = await replay_file(Path(__file__).parent / "histories" / "order_event_created.json", settings)
     assert ok, report
     assert "replays cleanly" in report
 
@@ -53,7 +54,7 @@ async def test_replay_cli_reports_clean_histories() -> None:
 async def test_unpatched_change_is_reported_as_non_deterministic() -> None:
     replayer = Replayer(
         workflows=[MainWorkflowWithoutPatch, *[w for w in WORKFLOWS if w.__name__ != "MainWorkflow"]],
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
     )
     result = await replayer.replay_workflow(
         load(Path(__file__).parent / "histories" / "order_event_created.json"), raise_on_replay_failure=False

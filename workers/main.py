@@ -9,17 +9,37 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from aiohttp import web
+
 from activities.calendar import CalendarService
 from autodispatch import db
 from autodispatch.embedded import die_with_parent
 from autodispatch.runtime import calendar_root, dsns, telegram_endpoint
-from autodispatch.settings import Settings
+from autodispatch.settings import Settings, SettingsError
 from autodispatch.stack import connect_with_retry
+from autodispatch.temporal import sdk_metrics_address
 from bot.dispatcher import make_bot
+from bot.server import add_metrics_route
 from workers.day import start_agenda_reconciler
 from workers.worker import build_workers
 
 log = logging.getLogger(__name__)
+
+
+async def serve_metrics(settings: Settings) -> web.AppRunner | None:
+    """GET /metrics of this worker process (its activities count the orders), for Prometheus."""
+    if settings.worker_metrics_port is None:
+        return None
+    app = web.Application()
+    add_metrics_route(app, sdk_metrics_address)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.http_host, settings.worker_metrics_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SettingsError(f"configuration error: AUTODISPATCH_WORKER_METRICS_PORT: {exc}") from exc
+    return runner
 
 
 async def run_worker(
@@ -47,7 +67,10 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics = await serve_metrics(settings)
     print(f"worker polling task queue {task_queue!r}", flush=True)
+    if metrics is not None:
+        print(f"metrics: http://{settings.http_host}:{settings.worker_metrics_port}/metrics", flush=True)
     running = asyncio.create_task(workers.run())
     if ready is not None:
         ready()
@@ -57,6 +80,8 @@ async def run_worker(
         await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     finally:
         await workers.shutdown()
+        if metrics is not None:
+            await metrics.cleanup()
         await bot.session.close()
         await pool.close()
 
@@ -67,7 +92,8 @@ def worker_process(values: dict[str, Any], task_queue: str, ready: Any = None) -
     It serves the flow queue only: the bot's outbound queue stays with the stack's own worker, whose
     pacer holds each chat's interval (pacing is per process)."""
     die_with_parent()
-    settings = Settings(_env_file=None, **values)
+    # The stack's own process serves the worker metrics port, if one is set.
+    settings = Settings(_env_file=None, **{**values, "worker_metrics_port": None})
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

@@ -32,6 +32,7 @@ from autodispatch.settings import Settings
 from parsing import ocr
 from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
+from workers.context import WorkContextInterceptor
 from workers.day import DAY_WORKFLOWS, day_activities
 from workflows.calendar2auto import Calendar2AutoWorkflow
 from workflows.main import MainWorkflow
@@ -188,6 +189,7 @@ def build_workers(
     )
     activities = build_activities(pool, bot, calendar, settings)
     activities += day_activities(client, pool, bot, calendar, settings)
+    interceptors = [WorkContextInterceptor()]  # tenant/workflow/order of each activity: metrics, logs
     workers = [
         Worker(
             client,
@@ -206,6 +208,7 @@ def build_workers(
             # neighbour flood slower and the quiet tenant's p99 worse (BENCHMARKS.md, tuning log).
             workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(10),
             activity_task_poller_behavior=PollerBehaviorSimpleMaximum(10),
+            interceptors=interceptors,
         )
     ]
     if serve_outbound:
@@ -220,6 +223,7 @@ def build_workers(
                 activities=[telegram.send_reply, telegram.answer_callback, telegram.edit_card],
                 max_task_queue_activities_per_second=settings.telegram_messages_per_second,
                 max_concurrent_activities=max_concurrent_activities,
+                interceptors=interceptors,
             )
         )
     return Workers(workers, executor)
