@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import tempfile
@@ -125,6 +127,18 @@ async def outside() -> AsyncIterator[Outside]:
     finally:
         await telegram.stop()
         await google.stop()
+
+
+async def until(check, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """The first truthy value of `check()` (sync or async), polled; a TimeoutError after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            await asyncio.sleep(0.2)
 
 
 def new_bot_token() -> str:

@@ -160,6 +160,16 @@ async def _record_the_tests_histories() -> AsyncIterator[None]:
     _clients.clear()
 
 
+async def _result(handle: Any) -> Any:
+    """The workflow's result; Telegram's webhook delivery starts the workflow a moment later."""
+    async with asyncio.timeout(90):
+        while True:
+            try:
+                return await handle.result()
+            except RPCError:
+                await asyncio.sleep(0.1)
+
+
 async def main() -> None:
     telegram, google = TelegramEmulator(), GoogleEmulator()
     tg, gg = await telegram.start(), await google.start()
@@ -196,12 +206,7 @@ async def main() -> None:
                 if answer:
                     await telegram.wait_for_sent(token, chat_id, before + 1, timeout=30)
                     telegram.user_sends(token, chat_id, answer, from_user={"id": chat_id, **user})
-                while True:  # Telegram's webhook delivery starts the workflow a moment later
-                    try:
-                        result = await handle.result()
-                        break
-                    except RPCError:
-                        await asyncio.sleep(0.1)
+                result = await _result(handle)
                 if press is not None:  # press the card's button (with this data) instead
                     card = [m for m in telegram.sent(token, chat_id) if m["method"] == "sendMessage"][-1]
                     data = press.replace("{order_id}", result["order_id"])
@@ -209,21 +214,11 @@ async def main() -> None:
                     handle = stack.client.get_workflow_handle(
                         main_workflow_id(stack.bot.id, clicked["update_id"])
                     )
-                    while True:
-                        try:
-                            await handle.result()
-                            break
-                        except RPCError:
-                            await asyncio.sleep(0.1)
+                    await _result(handle)
                 if order_history and not (OUT / f"{order_history}.json").exists():
                     await asyncio.sleep(2)  # let the order's workflow handle the press
                     order = stack.client.get_workflow_handle(f"order-{result['order_id']}")
-                    history = await order.fetch_history()
-                    data = {"workflowId": history.workflow_id, "history": json.loads(history.to_json())}
-                    (OUT / f"{order_history}.json").write_text(
-                        json.dumps(data, ensure_ascii=False, indent=1) + "\n"
-                    )
-                    print("recorded", order_history)
+                    save_history(order_history, await order.fetch_history())
                 if calendar_history and result.get("order_id"):
                     # The CALENDAR 2 AUTO child, named by its shape: a remote activity (children started
                     # before #7's local write) or a local one; each file is kept once recorded.
@@ -232,18 +227,11 @@ async def main() -> None:
                     local = any(e.HasField("marker_recorded_event_attributes") for e in history.events)
                     child_name = f"{calendar_history}_{'local_activity' if local else 'activity'}"
                     if not (OUT / f"{child_name}.json").exists():
-                        data = {"workflowId": history.workflow_id, "history": json.loads(history.to_json())}
-                        (OUT / f"{child_name}.json").write_text(
-                            json.dumps(data, ensure_ascii=False, indent=1) + "\n"
-                        )
-                        print("recorded", child_name)
+                        save_history(child_name, history)
                 if (OUT / f"{name}.json").exists():
                     print("kept", name)
                     return
-                history = await handle.fetch_history()
-                data = {"workflowId": history.workflow_id, "history": json.loads(history.to_json())}
-                (OUT / f"{name}.json").write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n")
-                print("recorded", name)
+                save_history(name, await handle.fetch_history())
 
             await drive(
                 "order_event_created", 501, "завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67",
@@ -307,11 +295,7 @@ async def main() -> None:
                 records.append(("driver_approved_notice", await notice.fetch_history()))
             for record_name, record in records:
                 if not (OUT / f"{record_name}.json").exists():
-                    data = {"workflowId": record.workflow_id, "history": json.loads(record.to_json())}
-                    (OUT / f"{record_name}.json").write_text(
-                        json.dumps(data, ensure_ascii=False, indent=1) + "\n"
-                    )
-                    print("recorded", record_name)
+                    save_history(record_name, record)
     await telegram.stop()
     await google.stop()
 
