@@ -7,8 +7,10 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
+from autodispatch.admin import AdminError
 from autodispatch.settings import Settings
 from autodispatch.temporal import connect
 from workers.worker import WORKFLOWS
@@ -38,5 +40,11 @@ async def replay_file(path: str | Path) -> tuple[bool, str]:
 
 async def replay_workflow_id(settings: Settings, workflow_id: str) -> tuple[bool, str]:
     client = await connect(settings)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    try:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        where = settings.temporal_address or "the embedded dev server"
+        raise AdminError(f"no workflow {workflow_id!r} in Temporal ({where})") from exc
     return await replay_history(history)
