@@ -15,7 +15,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from autodispatch import admin, db
@@ -38,19 +47,70 @@ def session_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-# One time-skipping server per test module: its clock is shared, and a workflow a module leaves running
-# (an order waiting for its pickup, a dialogue waiting a day) would wake on a queue nobody polls any more
-# and stop the clock for every later test. The test server cannot list workflows to clean them up.
+class StartedWorkflows(Interceptor):
+    """Every workflow started through the client (the test server cannot list them)."""
+
+    def __init__(self) -> None:
+        self.handles: list[WorkflowHandle] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RememberStarts(next, self.handles)
+
+
+class _RememberStarts(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, handles: list[WorkflowHandle]) -> None:
+        super().__init__(next)
+        self._handles = handles
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle:
+        handle = await super().start_workflow(input)
+        self._handles.append(handle)
+        return handle
+
+
+async def end_started_workflows(started: StartedWorkflows) -> list[str]:
+    """Terminate what is still running of `started` (its children go with it); the ids ended."""
+    ended = []
+    for handle in started.handles:
+        try:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("the test that started it has ended")
+                ended.append(handle.id)
+        except RPCError:  # gone already, or never really started
+            continue
+    started.handles.clear()
+    return ended
+
+
+# One time-skipping server per test module (starting one takes seconds). Its clock is shared: a workflow
+# a test leaves running (an order waiting for its pickup, a dialogue waiting a day) would wake on a queue
+# nobody polls any more and stop the clock for every later test, so each test's teardown terminates what
+# that test started.
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_server() -> AsyncIterator[tuple[WorkflowEnvironment, StartedWorkflows]]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=temporal_test_server_path(), data_converter=pydantic_data_converter
     )
+    started = StartedWorkflows()
+    config = env.client.config()
+    env._client = Client(**{**config, "interceptors": [*config["interceptors"], started]})  # type: ignore[attr-defined]
     await register_search_attributes(env.client)
+    try:
+        yield env, started
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def time_skipping_env(
+    time_skipping_server: tuple[WorkflowEnvironment, StartedWorkflows],
+) -> AsyncIterator[WorkflowEnvironment]:
+    env, started = time_skipping_server
+    started.handles.clear()
     try:
         yield env
     finally:
-        await env.shutdown()
+        await end_started_workflows(started)
 
 
 @pytest.fixture
