@@ -369,11 +369,12 @@ async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(
         assert [r.outcome for r in results] == ["event_created"] * 30
         assert stack.pool is not None
         async with db.system_tx(stack.pool) as conn:
-            # The Telegram message each reply's outbox row committed as sent.
+            # The Telegram message each reply's outbox row committed as sent (message ids count per chat).
             committed = {
-                r["telegram_message_id"]
+                (r["chat_id"], r["telegram_message_id"])
                 for r in await conn.fetch(
-                    "SELECT telegram_message_id FROM outbox WHERE chat_id = ANY($1::bigint[]) AND status = 'sent'",
+                    "SELECT chat_id, telegram_message_id FROM outbox"
+                    " WHERE chat_id = ANY($1::bigint[]) AND status = 'sent'",
                     chat_ids,
                 )
             }
@@ -385,7 +386,7 @@ async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(
             assert set(per_message) == {s["message_id"] for s in mine}, "every order got its reply"
             for message_id in per_message:
                 copies = [m for m in sent_replies if m["reply_to_message_id"] == message_id]
-                kept = [m for m in copies if m["message_id"] in committed]
+                kept = [m for m in copies if (chat_id, m["message_id"]) in committed]
                 assert len(kept) == 1, ("each reply committed once", copies)
                 # The one window no outbox closes (module docstring of activities/telegram.py): Telegram
                 # took the reply, the kill came before our commit, and the restarted worker sent it again
