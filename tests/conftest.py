@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -170,20 +171,27 @@ async def temporal_dev(session_dir: Path) -> AsyncIterator[EmbeddedTemporal]:
 
 @dataclass
 class Outside:
-    """The emulated outside world: Telegram's Bot API and Google's Calendar + OAuth."""
+    """The emulated outside world: Telegram's Bot API and Google's Calendar + OAuth. Google refuses calls
+    without credentials, as Google does: the stacks sign in as `service_account` (its key file), whom a
+    driver's calendar must be shared with."""
 
     telegram: TelegramEmulator
     google: GoogleEmulator
+    service_account: str = ""
+    service_account_file: Path | None = None
 
 
 @pytest_asyncio.fixture(scope="session")
-async def outside() -> AsyncIterator[Outside]:
+async def outside(session_dir: Path) -> AsyncIterator[Outside]:
     telegram = TelegramEmulator()
     google = GoogleEmulator()
     await telegram.start()
     await google.start()
+    key = google.create_service_account(email="autodispatch-tests@sandbox.iam.gserviceaccount.com")
+    key_file = session_dir / "service-account.json"
+    key_file.write_text(json.dumps(key))
     try:
-        yield Outside(telegram, google)
+        yield Outside(telegram, google, key["client_email"], key_file)
     finally:
         await telegram.stop()
         await google.stop()
@@ -217,6 +225,7 @@ def stack_settings(
         "telegram_mode": "webhook",
         "telegram_webhook_secret": uuid.uuid4().hex,
         "google_api_endpoint": outside.google.base_url,
+        "google_service_account_file": outside.service_account_file,
         "http_port": free_port(),
         "temporal_task_queue": f"tq-{uuid.uuid4()}",
         "data_dir": tmp_path,

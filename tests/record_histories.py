@@ -174,15 +174,21 @@ async def main() -> None:
     telegram, google = TelegramEmulator(), GoogleEmulator()
     tg, gg = await telegram.start(), await google.start()
     token = f"7000000001:{uuid.uuid4().hex}"
+    key = google.create_service_account()  # the bot signs in to Google as this account
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "sa.json").write_text(json.dumps(key))
         settings = Settings(
             _env_file=None, data_dir=Path(tmp), telegram_bot_token=token, telegram_api_base=tg,
-            google_api_endpoint=gg, http_port=free_port(), temporal_grpc_port=free_port(),
+            google_api_endpoint=gg, google_service_account_file=Path(tmp) / "sa.json",
+            http_port=free_port(), temporal_grpc_port=free_port(),
             postgres_port=free_port(), temporal_ui_port=free_port(), telegram_mode="webhook", telegram_webhook_secret="record",
         )  # fmt: skip
         async with Stack(settings, announce=False, durable_postgres=False) as stack:
             assert stack.pool and stack.client and stack.bot
-            google.create_calendar("shared@example.com", owner="d@example.com", time_zone="Europe/Moscow")
+            google.create_calendar(
+                "shared@example.com", owner="d@example.com", time_zone="Europe/Moscow",
+                shares={key["client_email"]: "writer"},
+            )  # fmt: skip
             await admin.add_driver(
                 stack.pool, tenant="acme", chat_id=501, calendar_id="shared@example.com", name="Ivan"
             )

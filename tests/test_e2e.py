@@ -46,7 +46,10 @@ async def new_driver(
     """A fresh tenant, chat and calendar: (chat_id, calendar_id, tenant_id)."""
     calendar_id = f"cal-{uuid.uuid4().hex[:12]}@group.calendar.google.com"
     if shared:
-        outside.google.create_calendar(calendar_id, owner="driver@example.com", time_zone="Europe/Moscow")
+        outside.google.create_calendar(
+            calendar_id, owner="driver@example.com", time_zone="Europe/Moscow",
+            shares={outside.service_account: "writer"},  # the driver shared it with the bot's account
+        )  # fmt: skip
     chat_id = unique_chat_id()
     tenant = f"t-{uuid.uuid4().hex[:8]}"
     assert stack.pool is not None
@@ -121,6 +124,9 @@ async def test_order_lands_as_one_event_one_reply_and_audit_rows(
         assert "завтра 9:30 Внуково" in event["description"]  # the original text
         assert event["start"]["timeZone"] == "Europe/Moscow"
         assert event["extendedProperties"]["private"]["order_id"] == result.order_id
+        # Written with credentials: the bot's service account, signed in at the emulator's token endpoint
+        # (a call without them gets Google's 401).
+        assert event["creator"]["email"] == outside.service_account
 
         (reply,) = replies(outside, stack, chat_id)
         assert reply["reply_to_message_id"] == sent["message_id"]

@@ -20,7 +20,12 @@ pytestmark = pytest.mark.e2e
 
 async def _driver(stack, outside: Outside, tenant: str) -> tuple[int, str]:
     calendar_id = f"cal-{uuid.uuid4().hex[:12]}@group.calendar.google.com"
-    outside.google.create_calendar(calendar_id, owner="driver@example.com", time_zone="Europe/Moscow")
+    outside.google.create_calendar(
+        calendar_id,
+        owner="driver@example.com",
+        time_zone="Europe/Moscow",
+        shares={outside.service_account: "writer"},
+    )
     chat_id = unique_chat_id()
     await admin.add_driver(stack.pool, tenant=tenant, chat_id=chat_id, calendar_id=calendar_id, name="Driver")
     return chat_id, calendar_id
