@@ -328,6 +328,8 @@ def spawn_cli(settings: Settings, tmp_path: Path, *args: str, **env_extra: str) 
         AUTODISPATCH_LOG_LEVEL="WARNING",
         **env_extra,
     )
+    if settings.google_service_account_file is not None:  # Google refuses calls without credentials
+        env["AUTODISPATCH_GOOGLE_SERVICE_ACCOUNT_FILE"] = str(settings.google_service_account_file)
     return subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "autodispatch", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
