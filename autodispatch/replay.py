@@ -7,8 +7,10 @@ from pathlib import Path
 
 from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
+from autodispatch.admin import AdminError
 from autodispatch.settings import Settings, SettingsError
 from autodispatch.temporal import connect, data_converter
 from workers.worker import WORKFLOWS
@@ -45,5 +47,11 @@ async def replay_workflow_id(settings: Settings, workflow_id: str) -> tuple[bool
             f"configuration error: AUTODISPATCH_TEMPORAL_ADDRESS: cannot reach Temporal at "
             f"{settings.temporal_address or f'127.0.0.1:{settings.temporal_grpc_port}'}: {exc}"
         ) from exc
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    try:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        where = settings.temporal_address or "the embedded dev server"
+        raise AdminError(f"no workflow {workflow_id!r} in Temporal ({where})") from exc
     return await replay_history(history, client.data_converter)

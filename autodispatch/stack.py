@@ -299,7 +299,8 @@ class Stack:
         if not s.google_configured:
             from emulators.google import GoogleEmulator
 
-            self.google_emulator = GoogleEmulator()
+            # The sandbox has no service account to sign with: its calls go without credentials.
+            self.google_emulator = GoogleEmulator(allow_anonymous=True)
             try:
                 self.sandbox.google = await self.google_emulator.start(host=host, port=s.sandbox_google_port)
             except OSError as exc:

@@ -27,12 +27,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--google-port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--seed", type=int, default=None, help="seed for failure-injection randomness")
     parser.add_argument("--log-level", default="WARNING", help="Python logging level for stderr")
+    parser.add_argument(
+        "--allow-anonymous", action="store_true", help="Calendar calls without credentials act as a writer"
+    )
     return parser.parse_args(argv)
 
 
 async def _serve(args: argparse.Namespace) -> int:
     telegram = TelegramEmulator(seed=args.seed)
-    google = GoogleEmulator(seed=args.seed)
+    google = GoogleEmulator(seed=args.seed, allow_anonymous=args.allow_anonymous)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

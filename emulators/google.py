@@ -285,7 +285,9 @@ class GoogleConfig:
     fail_methods: list[str] | None = None  # restrict injection to e.g. ["events.insert"]
     seed: int | None = None
     latency_ms: float = 0.0
-    allow_anonymous: bool = True
+    # Google answers a call without credentials with 401; so does the emulator unless told otherwise
+    # (the sandbox of `autodispatch up` and the benchmarks' load opt in).
+    allow_anonymous: bool = False
 
 
 _Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
@@ -294,7 +296,7 @@ _Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 class GoogleEmulator:
     """Google Calendar v3 subset + OAuth2 endpoints in one aiohttp application."""
 
-    def __init__(self, *, seed: int | None = None, allow_anonymous: bool = True) -> None:
+    def __init__(self, *, seed: int | None = None, allow_anonymous: bool = False) -> None:
         self.config = GoogleConfig(seed=seed, allow_anonymous=allow_anonymous)
         self._rng = random.Random(seed)
         self.base_url: str | None = None

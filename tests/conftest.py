@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -13,6 +16,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
+from temporalio.client import (
+    Client,
+    Interceptor,
+    OutboundInterceptor,
+    StartWorkflowInput,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from autodispatch import admin, db
@@ -39,19 +51,70 @@ def session_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-# One time-skipping server per test module: its clock is shared, and a workflow a module leaves running
-# (an order waiting for its pickup, a dialogue waiting a day) would wake on a queue nobody polls any more
-# and stop the clock for every later test. The test server cannot list workflows to clean them up.
+class StartedWorkflows(Interceptor):
+    """Every workflow started through the client (the test server cannot list them)."""
+
+    def __init__(self) -> None:
+        self.handles: list[WorkflowHandle] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RememberStarts(next, self.handles)
+
+
+class _RememberStarts(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, handles: list[WorkflowHandle]) -> None:
+        super().__init__(next)
+        self._handles = handles
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle:
+        handle = await super().start_workflow(input)
+        self._handles.append(handle)
+        return handle
+
+
+async def end_started_workflows(started: StartedWorkflows) -> list[str]:
+    """Terminate what is still running of `started` (its children go with it); the ids ended."""
+    ended = []
+    for handle in started.handles:
+        try:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("the test that started it has ended")
+                ended.append(handle.id)
+        except RPCError:  # gone already, or never really started
+            continue
+    started.handles.clear()
+    return ended
+
+
+# One time-skipping server per test module (starting one takes seconds). Its clock is shared: a workflow
+# a test leaves running (an order waiting for its pickup, a dialogue waiting a day) would wake on a queue
+# nobody polls any more and stop the clock for every later test, so each test's teardown terminates what
+# that test started.
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_server() -> AsyncIterator[tuple[WorkflowEnvironment, StartedWorkflows]]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=temporal_test_server_path(), data_converter=DATA_CONVERTER
     )
+    started = StartedWorkflows()
+    config = env.client.config()
+    env._client = Client(**{**config, "interceptors": [*config["interceptors"], started]})  # type: ignore[attr-defined]
     await register_search_attributes(env.client)
+    try:
+        yield env, started
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def time_skipping_env(
+    time_skipping_server: tuple[WorkflowEnvironment, StartedWorkflows],
+) -> AsyncIterator[WorkflowEnvironment]:
+    env, started = time_skipping_server
+    started.handles.clear()
     try:
         yield env
     finally:
-        await env.shutdown()
+        await end_started_workflows(started)
 
 
 @pytest.fixture
@@ -111,23 +174,42 @@ async def temporal_dev(session_dir: Path) -> AsyncIterator[EmbeddedTemporal]:
 
 @dataclass
 class Outside:
-    """The emulated outside world: Telegram's Bot API and Google's Calendar + OAuth."""
+    """The emulated outside world: Telegram's Bot API and Google's Calendar + OAuth. Google refuses calls
+    without credentials, as Google does: the stacks sign in as `service_account` (its key file), whom a
+    driver's calendar must be shared with."""
 
     telegram: TelegramEmulator
     google: GoogleEmulator
+    service_account: str = ""
+    service_account_file: Path | None = None
 
 
 @pytest_asyncio.fixture(scope="session")
-async def outside() -> AsyncIterator[Outside]:
+async def outside(session_dir: Path) -> AsyncIterator[Outside]:
     telegram = TelegramEmulator()
     google = GoogleEmulator()
     await telegram.start()
     await google.start()
+    key = google.create_service_account(email="autodispatch-tests@sandbox.iam.gserviceaccount.com")
+    key_file = session_dir / "service-account.json"
+    key_file.write_text(json.dumps(key))
     try:
-        yield Outside(telegram, google)
+        yield Outside(telegram, google, key["client_email"], key_file)
     finally:
         await telegram.stop()
         await google.stop()
+
+
+async def until(check, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """The first truthy value of `check()` (sync or async), polled; a TimeoutError after `timeout`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            await asyncio.sleep(0.2)
 
 
 def new_bot_token() -> str:
@@ -146,6 +228,7 @@ def stack_settings(
         "telegram_mode": "webhook",
         "telegram_webhook_secret": uuid.uuid4().hex,
         "google_api_endpoint": outside.google.base_url,
+        "google_service_account_file": outside.service_account_file,
         "http_port": free_port(),
         "temporal_task_queue": f"tq-{uuid.uuid4()}",
         "data_dir": tmp_path,

@@ -46,6 +46,13 @@ def _texts(outside: Outside, token: str, chat_id: int) -> list[str]:
     return [m["text"] for m in outside.telegram.sent(token, chat_id) if m["method"] == "sendMessage"]
 
 
+async def _startup_reconcile_done(stack) -> None:  # noqa: ANN001
+    """The reconciler run the worker starts with would send what an approval leaves pending, racing the
+    test's own steps: it finishes first (its 10-minute Schedule is not due meanwhile)."""
+    async with asyncio.timeout(60):
+        await stack.client.get_workflow_handle("agenda-reconcile-start").result()
+
+
 async def _until(check, timeout: float = 60.0) -> None:  # noqa: ANN001
     async with asyncio.timeout(timeout):
         while not await check():
@@ -60,6 +67,7 @@ async def test_an_approved_driver_is_told_once(
         assert stack.pool is not None
         chat_id, _, tenant = await new_driver(stack, outside)
         await _make_pending(stack, outside, chat_id)
+        await _startup_reconcile_done(stack)
         token = token_of(stack)
         before = _texts(outside, token, chat_id)
 
@@ -84,7 +92,9 @@ async def test_an_approved_driver_is_told_once(
             AgendaReconcileWorkflow.run, ReconcileInput(), id=f"reconcile-{uuid.uuid4()}",
             task_queue=settings.temporal_task_queue,
         )  # fmt: skip
-        await asyncio.sleep(1.0)
+        # The reconciler has run (and started whatever was pending): nothing was, so nothing more is said.
+        assert await _notice(stack.pool, chat_id) is None
+        assert await _audit(stack.pool, chat_id) == [("driver_access_notice", "ok")]
         assert len(_texts(outside, token, chat_id)) == len(before) + 1
 
 
@@ -101,6 +111,8 @@ async def test_a_notice_missed_while_temporal_was_down_is_sent_by_the_reconciler
         token = token_of(stack)
         told_chat, _, _ = await new_driver(stack, outside)
         gone_chat, _, _ = await new_driver(stack, outside)
+        await _startup_reconcile_done(stack)
+        before = {c: _texts(outside, token, c) for c in (told_chat, gone_chat)}
         for chat in (told_chat, gone_chat):
             await _make_pending(stack, outside, chat)
             # Approved while Temporal was unreachable: no sync request reached the worker.
@@ -108,7 +120,6 @@ async def test_a_notice_missed_while_temporal_was_down_is_sent_by_the_reconciler
         # One of them was disabled again before anything went out: nothing to announce to them.
         async with system_tx(stack.pool) as conn:
             await conn.execute("UPDATE drivers SET status = 'disabled' WHERE chat_id = $1", gone_chat)
-        before = {c: _texts(outside, token, c) for c in (told_chat, gone_chat)}
 
         await stack.client.execute_workflow(
             AgendaReconcileWorkflow.run, ReconcileInput(), id=f"reconcile-{uuid.uuid4()}",

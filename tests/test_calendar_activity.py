@@ -26,11 +26,9 @@ ORDER = ParsedOrder(
 
 @pytest.fixture
 def service_account(outside: Outside) -> dict:
-    outside.google.allow_anonymous = False
-    yield outside.google.create_service_account(
+    return outside.google.create_service_account(
         email=f"bot-{uuid.uuid4().hex[:6]}@sandbox.iam.gserviceaccount.com"
     )
-    outside.google.allow_anonymous = True
 
 
 def request(calendar_id: str, **kw: object) -> CreateEventInput:
@@ -120,10 +118,6 @@ async def test_a_revoked_key_is_permanent(outside: Outside) -> None:
         email=f"gone-{uuid.uuid4().hex[:6]}@sandbox.iam.gserviceaccount.com"
     )
     sa = {**sa, "client_email": "unknown@sandbox.iam.gserviceaccount.com"}  # the key no longer exists
-    outside.google.allow_anonymous = False
-    try:
-        with pytest.raises(ApplicationError) as err:
-            await run_in_thread(activities(outside, sa).create_event, request("any@example.com"))
-    finally:
-        outside.google.allow_anonymous = True
+    with pytest.raises(ApplicationError) as err:
+        await run_in_thread(activities(outside, sa).create_event, request("any@example.com"))
     assert err.value.type == "CalendarAuthFailed" and err.value.non_retryable

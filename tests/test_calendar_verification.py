@@ -120,11 +120,15 @@ async def test_outage_is_reported_as_transient_and_changes_nothing(outside: Outs
 
 
 async def test_a_probe_that_cannot_be_deleted_is_named(outside: Outside) -> None:
-    calendar_id = new_calendar(outside)
-    anonymous = CalendarService(outside.google.calendar_api_root)  # no credentials: the emulator's sandbox
+    calendar_id = new_calendar(outside, shares={outside.service_account: "writer"})
+    assert outside.service_account_file is not None
+    service = CalendarService(
+        outside.google.calendar_api_root,
+        service_account_info=json.loads(outside.service_account_file.read_text()),
+    )
     outside.google.configure(fail_rate=1.0, fail_statuses=[401], fail_methods=["events.delete"])
     try:
-        access = await check(anonymous, calendar_id)
+        access = await check(service, calendar_id)
     finally:
         outside.google.configure(fail_rate=0.0, fail_statuses=[500, 503], fail_methods=None)
     assert access.ok and access.leftover_event_id

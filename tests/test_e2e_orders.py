@@ -5,7 +5,6 @@ project's Telegram and Google emulators; nothing of ours is mocked."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,8 +16,21 @@ from autodispatch import admin
 from autodispatch.db import tenant_tx
 from autodispatch.embedded import EmbeddedTemporal, free_port
 from autodispatch.stack import Stack
-from tests.conftest import Outside, Postgres, stack_settings
-from tests.test_e2e import _spawn_worker, events_of, finished, new_driver, replies, running, send, token_of
+from schemas.lifecycle import order_workflow_id
+from tests.conftest import Outside, Postgres, stack_settings, until
+from tests.test_e2e import (
+    _spawn_worker,
+    audit_actions,
+    delivery,
+    events_of,
+    finished,
+    new_driver,
+    replies,
+    running,
+    send,
+    token_of,
+)
+from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.e2e
 MSK = ZoneInfo("Europe/Moscow")
@@ -35,15 +47,6 @@ def card_of(outside: Outside, stack: Stack, chat_id: int, message_id: int) -> di
 def button(card: dict, prefix: str) -> str:
     return next(b["callback_data"] for row in card["reply_markup"]["inline_keyboard"] for b in row
                 if b["callback_data"].startswith(prefix))  # fmt: skip
-
-
-async def until(check, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while True:
-            value = await check() if asyncio.iscoroutinefunction(check) else check()
-            if value:
-                return value
-            await asyncio.sleep(0.2)
 
 
 async def set_driver_settings(stack: Stack, tenant: str, chat_id: int, **values: object) -> None:
@@ -235,7 +238,7 @@ async def test_several_orders_in_one_message_make_one_event_and_card_each(
         assert len(cards) == 2 and "Внуково" in cards[0]["text"] and "SU123" in cards[1]["text"]
         # Redelivery of the whole message writes nothing twice.
         outside.telegram.redeliver(token_of(stack), sent["update_id"])
-        await asyncio.sleep(1.0)
+        await until(lambda: not delivery(outside, stack, sent["update_id"])["pending"], 30)  # acknowledged
         assert len(await events_of(outside, calendar_id)) == 2 and len(replies(outside, stack, chat_id)) == 2
 
 
@@ -251,16 +254,25 @@ async def test_a_reminder_fires_after_the_worker_and_the_temporal_server_restart
             worker = _spawn_worker(settings, tmp_path)
             chat_id, _, tenant = await new_driver(stack, outside)
             await set_driver_settings(stack, tenant, chat_id, reminder_lead_minutes=1)
+            # The worker answers a first message before the clock starts: a cold worker's start-up must
+            # not eat the minute before the reminder (an order written after its reminder time gets none).
+            warm = send(outside, stack, chat_id, "Ок, спасибо")
+            assert (await finished(stack, warm["update_id"])).outcome == "not_an_order"
             now = datetime.now(MSK)
-            # A one-minute lead, the pickup 80-140 s away: the reminder is due 20-80 s from now.
-            pickup = (now + timedelta(seconds=140)).replace(second=0, microsecond=0)
+            # A one-minute lead, the pickup 100-160 s away: the reminder is due 40-100 s from now.
+            pickup = (now + timedelta(seconds=160)).replace(second=0, microsecond=0)
             sent = send(
                 outside,
                 stack,
                 chat_id,
                 f"{pickup:%d.%m} в {pickup:%H:%M} Внуково → Тверская 7, Анна +7 916 123-45-67",
             )
-            assert (await finished(stack, sent["update_id"])).outcome == "event_created"
+            written = await finished(stack, sent["update_id"])
+            assert written.outcome == "event_created"
+            assert stack.client is not None
+            order = stack.client.get_workflow_handle(order_workflow_id(written.order_id))
+            state = await until(lambda: order.query(OrderWorkflow.order_state), 30)
+            assert state.reminder_at is not None, state  # the reminder is due: what follows must deliver it
 
             worker.send_signal(signal.SIGKILL)
             worker.wait()
@@ -273,8 +285,9 @@ async def test_a_reminder_fires_after_the_worker_and_the_temporal_server_restart
 
             (reminder,) = await until(reminded, timeout=150)
             assert f"{pickup:%H:%M}" in reminder["text"] and "+79161234567" in reminder["text"]
-            await asyncio.sleep(3)
-            assert len(reminded()) == 1
+            # The reminder's audit row is written after its send: anything sent twice is sent by then.
+            rows = await until(lambda: audit_actions(stack, tenant, "reminder_sent"), 60)
+            assert len(rows) == 1 and len(reminded()) == 1
     finally:
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGKILL)

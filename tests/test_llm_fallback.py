@@ -3,6 +3,7 @@ main flow filling only what the rules could not resolve."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -118,7 +119,8 @@ async def test_without_the_llm_the_driver_is_asked(
             id=f"wf-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        while not fakes.replies:
-            await time_skipping_env.sleep(1)
+        async with asyncio.timeout(30):
+            while not fakes.replies:
+                await time_skipping_env.sleep(1)
         assert fakes.replies[0].step == "ask-1"
         await handle.terminate("test done")

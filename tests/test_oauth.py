@@ -255,55 +255,47 @@ async def test_calendar_writes_with_the_drivers_grant_and_a_revoked_one_is_class
     acts = CalendarActivities(
         CalendarService(outside.google.calendar_api_root, service_account_info=sa, grants=grants)
     )
-    outside.google.allow_anonymous = False
-    try:
-        req = _event_request(driver, email)
-        got = await asyncio.to_thread(ActivityEnvironment().run, acts.create_event, req)
-        assert got.created
-        (event,) = outside.google.events(email)
-        assert event["creator"]["email"] == email  # the driver's own principal, not the service account
+    req = _event_request(driver, email)
+    got = await asyncio.to_thread(ActivityEnvironment().run, acts.create_event, req)
+    assert got.created
+    (event,) = outside.google.events(email)
+    assert event["creator"]["email"] == email  # the driver's own principal, not the service account
 
-        # The agenda reads the driver's own calendar with the same grant (the service account cannot).
-        start = ORDER.pickup_at.replace(hour=0, minute=0)  # type: ignore[union-attr]
-        listing = ListEventsInput(
-            calendar_id=email, time_min=start, time_max=start + timedelta(days=1), time_zone="Europe/Moscow",
-            tenant_id=driver.tenant_id, chat_id=driver.chat_id,  # type: ignore[attr-defined]
-        )  # fmt: skip
-        agenda = AgendaActivities(acts.calendar)
-        (item,) = await asyncio.to_thread(ActivityEnvironment().run, agenda.list_agenda_events, listing)
-        assert item.event_id == req.event_id
-        anonymous = listing.model_copy(update={"tenant_id": None, "chat_id": None, "calendar_id": "nobody@x"})
-        with pytest.raises(ApplicationError):
-            await asyncio.to_thread(ActivityEnvironment().run, agenda.list_agenda_events, anonymous)
+    # The agenda reads the driver's own calendar with the same grant (the service account cannot).
+    start = ORDER.pickup_at.replace(hour=0, minute=0)  # type: ignore[union-attr]
+    listing = ListEventsInput(
+        calendar_id=email, time_min=start, time_max=start + timedelta(days=1), time_zone="Europe/Moscow",
+        tenant_id=driver.tenant_id, chat_id=driver.chat_id,  # type: ignore[attr-defined]
+    )  # fmt: skip
+    agenda = AgendaActivities(acts.calendar)
+    (item,) = await asyncio.to_thread(ActivityEnvironment().run, agenda.list_agenda_events, listing)
+    assert item.event_id == req.event_id
+    anonymous = listing.model_copy(update={"tenant_id": None, "chat_id": None, "calendar_id": "nobody@x"})
+    with pytest.raises(ApplicationError):
+        await asyncio.to_thread(ActivityEnvironment().run, agenda.list_agenda_events, anonymous)
 
-        # Cancel without naming the driver (an input from before it carried one): found by calendar.
-        assert await asyncio.to_thread(
-            ActivityEnvironment().run,
-            acts.cancel_event,
-            CancelEventInput(calendar_id=email, event_id=req.event_id),
-        )
+    # Cancel without naming the driver (an input from before it carried one): found by calendar.
+    assert await asyncio.to_thread(
+        ActivityEnvironment().run,
+        acts.cancel_event,
+        CancelEventInput(calendar_id=email, event_id=req.event_id),
+    )
 
-        # Revoked in the Google account: invalid_grant → CalendarGrantRevoked, the grant is marked.
-        assert outside.google.revoke_user_grants(email) == 1
-        with pytest.raises(ApplicationError) as err:
-            await asyncio.to_thread(
-                ActivityEnvironment().run, acts.create_event, _event_request(driver, email)
-            )
-        assert err.value.type == "CalendarGrantRevoked" and err.value.non_retryable
-        grant = await grants.load(driver.tenant_id, driver.chat_id)  # type: ignore[attr-defined]
-        assert grant is not None and grant.status == "revoked" and grant.refresh_token is None
+    # Revoked in the Google account: invalid_grant → CalendarGrantRevoked, the grant is marked.
+    assert outside.google.revoke_user_grants(email) == 1
+    with pytest.raises(ApplicationError) as err:
+        await asyncio.to_thread(ActivityEnvironment().run, acts.create_event, _event_request(driver, email))
+    assert err.value.type == "CalendarGrantRevoked" and err.value.non_retryable
+    grant = await grants.load(driver.tenant_id, driver.chat_id)  # type: ignore[attr-defined]
+    assert grant is not None and grant.status == "revoked" and grant.refresh_token is None
 
-        # The next order fails fast without asking Google again.
-        before = outside.google.stats()["tokens_issued"]
-        with pytest.raises(ApplicationError) as err:
-            await asyncio.to_thread(
-                ActivityEnvironment().run, acts.create_event, _event_request(driver, email)
-            )
-        assert err.value.type == "CalendarGrantRevoked"
-        assert outside.google.stats()["tokens_issued"] == before
-        assert len([e for e in outside.google.events(email) if e["status"] != "cancelled"]) == 0
-    finally:
-        outside.google.allow_anonymous = True
+    # The next order fails fast without asking Google again.
+    before = outside.google.stats()["tokens_issued"]
+    with pytest.raises(ApplicationError) as err:
+        await asyncio.to_thread(ActivityEnvironment().run, acts.create_event, _event_request(driver, email))
+    assert err.value.type == "CalendarGrantRevoked"
+    assert outside.google.stats()["tokens_issued"] == before
+    assert len([e for e in outside.google.events(email) if e["status"] != "cancelled"]) == 0
 
 
 async def test_a_driver_without_a_grant_still_writes_as_the_service_account(
@@ -320,13 +312,9 @@ async def test_a_driver_without_a_grant_still_writes_as_the_service_account(
     acts = CalendarActivities(
         CalendarService(outside.google.calendar_api_root, service_account_info=sa, grants=grants)
     )
-    outside.google.allow_anonymous = False
-    try:
-        await asyncio.to_thread(
-            ActivityEnvironment().run, acts.create_event, _event_request(other, other.calendar_id)
-        )
-    finally:
-        outside.google.allow_anonymous = True
+    await asyncio.to_thread(
+        ActivityEnvironment().run, acts.create_event, _event_request(other, other.calendar_id)
+    )
     (event,) = outside.google.events(other.calendar_id)
     assert event["creator"]["email"] == sa["client_email"]
 

@@ -5,7 +5,6 @@ why), then a shared one; is pending; the admin approves them through the API; th
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import uuid
@@ -20,7 +19,7 @@ from autodispatch.db import system_tx
 from autodispatch.embedded import EmbeddedTemporal
 from autodispatch.stack import Stack
 from schemas.onboarding import onboarding_workflow_id
-from tests.conftest import Outside, Postgres, stack_settings, unique_chat_id
+from tests.conftest import Outside, Postgres, stack_settings, unique_chat_id, until
 
 pytestmark = pytest.mark.e2e
 
@@ -122,6 +121,13 @@ async def test_a_bad_invite_code_is_refused_through_the_stack(
         (reply,) = await outside.telegram.wait_for_sent(token, chat, 1, timeout=60)
         assert "not-a-real-code-42" in reply["text"] and "не найден" in reply["text"]
         assert stack.pool is not None
-        await asyncio.sleep(0.5)
+
+        async def rejected() -> bool:  # the dialogue's audit row, written after the refusal went out
+            async with system_tx(stack.pool) as conn:  # type: ignore[arg-type]
+                return bool(await conn.fetchval(
+                    "SELECT count(*) FROM audit_log WHERE chat_id = $1 AND action = 'invite_rejected'", chat
+                ))  # fmt: skip
+
+        await until(rejected, 30)
         async with system_tx(stack.pool) as conn:
             assert await conn.fetchval("SELECT count(*) FROM drivers WHERE chat_id = $1", chat) == 0

@@ -6,6 +6,7 @@ parser is the real one (the ✏️ answer "10:30" must be understood as a time o
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -165,13 +166,15 @@ async def test_edit_a_field_asks_then_applies_the_answer_on_the_orders_day(
         await handle.signal(
             OrderWorkflow.order_action, OrderAction(action="field", field="pickup_at", callback_query_id="q2")
         )
-        while not fakes.questions:
-            await time_skipping_env.sleep(1)
+        async with asyncio.timeout(30):
+            while not fakes.questions:
+                await time_skipping_env.sleep(1)
         assert fakes.questions[DRIVER.chat_id] == handle.id  # the chat's next message is the answer
         assert "Время" in fakes.replies[-1].text
         await handle.signal(OrderWorkflow.driver_answer, DriverAnswer(text="10:30", message_id=777))
-        while not fakes.updates:
-            await time_skipping_env.sleep(1)
+        async with asyncio.timeout(30):
+            while not fakes.updates:
+                await time_skipping_env.sleep(1)
         moved = fakes.updates[-1].order.pickup_at
         assert moved is not None and moved.date() == pickup.date() and (moved.hour, moved.minute) == (10, 30)
         assert DRIVER.chat_id not in fakes.questions
@@ -182,8 +185,9 @@ async def test_edit_a_field_asks_then_applies_the_answer_on_the_orders_day(
             OrderAction(action="field", field="price_amount", callback_query_id="q3"),
         )
         await handle.signal(OrderWorkflow.driver_answer, DriverAnswer(text="отмена", message_id=778))
-        while not any(r.reply_to_message_id == 778 for r in fakes.replies):
-            await time_skipping_env.sleep(1)
+        async with asyncio.timeout(30):
+            while not any(r.reply_to_message_id == 778 for r in fakes.replies):
+                await time_skipping_env.sleep(1)
         assert len(fakes.updates) == 1
         await end(handle)
     edit_menu = fakes.edits[0].buttons

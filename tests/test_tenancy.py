@@ -20,7 +20,12 @@ pytestmark = pytest.mark.e2e
 
 async def _driver(stack, outside: Outside, tenant: str) -> tuple[int, str]:
     calendar_id = f"cal-{uuid.uuid4().hex[:12]}@group.calendar.google.com"
-    outside.google.create_calendar(calendar_id, owner="driver@example.com", time_zone="Europe/Moscow")
+    outside.google.create_calendar(
+        calendar_id,
+        owner="driver@example.com",
+        time_zone="Europe/Moscow",
+        shares={outside.service_account: "writer"},
+    )
     chat_id = unique_chat_id()
     await admin.add_driver(stack.pool, tenant=tenant, chat_id=chat_id, calendar_id=calendar_id, name="Driver")
     return chat_id, calendar_id
@@ -67,8 +72,9 @@ async def test_a_flood_from_one_tenant_does_not_queue_another_behind_it(
         flood = [send(outside, stack, noisy_chats[i % 20], f"завтра 10:{i % 60:02d} Внуково → Тверская {i + 1}, 900₽")
                  for i in range(500)]  # fmt: skip
         # The quiet tenant's single order arrives once the whole flood is already queued.
-        while outside.telegram.webhook_info(token_of(stack))["pending_update_count"] > 0:
-            await asyncio.sleep(0.05)
+        async with asyncio.timeout(120):
+            while outside.telegram.webhook_info(token_of(stack))["pending_update_count"] > 0:
+                await asyncio.sleep(0.05)
         lone = send(outside, stack, quiet_chat, "завтра 9:30 Внуково → Тверская 7, 2500₽")
         assert (await finished(stack, lone["update_id"])).outcome == "event_created"
         noisy_done_before = sum(len(replies(outside, stack, c)) for c in noisy_chats)

@@ -3,6 +3,7 @@ under the real activity names (the workflow code is the real one)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -316,8 +317,9 @@ async def test_missing_time_asks_and_waits_for_the_answer(
             MainWorkflow.run, upd, id=f"wf-{uuid.uuid4()}", task_queue=task_queue
         )
         # Let it reach the question; a signal before that would also be kept (buffered).
-        while not fakes.replies:
-            await time_skipping_env.sleep(1)
+        async with asyncio.timeout(30):
+            while not fakes.replies:
+                await time_skipping_env.sleep(1)
         assert fakes.replies[0].step == "ask-1" and "время" in fakes.replies[0].text
         assert fakes.questions[DRIVER.chat_id] == handle.id
         await time_skipping_env.sleep(timedelta(hours=3))  # the driver answers hours later
@@ -371,8 +373,9 @@ async def test_next_message_answers_the_open_question(
             id=f"wf-{uuid.uuid4()}",
             task_queue=task_queue,
         )
-        while DRIVER.chat_id not in fakes.questions:
-            await time_skipping_env.sleep(1)
+        async with asyncio.timeout(30):
+            while DRIVER.chat_id not in fakes.questions:
+                await time_skipping_env.sleep(1)
         second = await run_main(time_skipping_env, task_queue, update("завтра 9:30"))
         assert second.outcome == "answer_forwarded"
         result = await first.result()
