@@ -255,6 +255,12 @@ async def main() -> None:
                 "order_event_created", 501, "завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67",
                 calendar_history="calendar_write",
             )  # fmt: skip
+            # The edge gives TenantId and the memo at the start: the flow upserts neither.
+            await drive(
+                "order_attributes_at_start",
+                501,
+                "завтра 10:40 Внуково → Тверская 9, 2600₽, Анна +7 916 123-45-67",
+            )
             await drive("unknown_chat", 999, "завтра 9:30 Внуково → Тверская 7")
             await drive("not_an_order", 501, "Ок, спасибо")
             await drive("question_answered", 501, "Шереметьево → Химки, 1800₽", answer="завтра в 6:40")
