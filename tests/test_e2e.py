@@ -119,7 +119,7 @@ async def test_order_lands_as_one_event_one_reply_and_audit_rows(
         event = events[0]
         assert event["id"] == result.order_id
         assert event["summary"].startswith("09:30 Внуково → Тверская 7")
-        assert event["location"] == "Внуково"
+        assert event["location"] == "Аэропорт Внуково"  # a known airport by its full name, for navigation
         assert "2 500 ₽" in event["description"] and "+79161234567" in event["description"]
         assert "завтра 9:30 Внуково" in event["description"]  # the original text
         assert event["start"]["timeZone"] == "Europe/Moscow"
