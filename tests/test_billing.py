@@ -81,7 +81,7 @@ class BillingTestSettings(Settings):
     billing_currency: str = "RUB"
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 90.0) -> T:
     """Wait for an effect of the workflow (it runs on the worker, not in this test)."""
     async with asyncio.timeout(timeout):
         while True:
