@@ -213,7 +213,10 @@ async def test_an_orders_history_holds_no_plain_personal_data_and_the_codec_serv
         mine = await tenants.create_tenant(stack.pool, settings, f"Fleet {uuid.uuid4().hex[:6]}", source="cli", actor="test")  # fmt: skip
         other = await tenants.create_tenant(stack.pool, settings, f"Other {uuid.uuid4().hex[:6]}", source="cli", actor="test")  # fmt: skip
         calendar_id = f"cal-{uuid.uuid4().hex[:12]}@group.calendar.google.com"
-        outside.google.create_calendar(calendar_id, owner="driver@example.com", time_zone="Europe/Moscow")
+        outside.google.create_calendar(
+            calendar_id, owner="driver@example.com", time_zone="Europe/Moscow",
+            shares={outside.service_account: "writer"},
+        )  # fmt: skip
         chat_id = unique_chat_id()
         await admin.add_driver(
             stack.pool, tenant=mine["tenant_id"], chat_id=chat_id, calendar_id=calendar_id, name="Ivan"

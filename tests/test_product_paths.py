@@ -50,6 +50,7 @@ def cli(settings: Settings, *args: str, **env_extra: str) -> subprocess.Complete
     for name, secret in (
         ("DATABASE_URL", settings.database_url),
         ("APP_DATABASE_URL", settings.app_database_url),
+        ("PAYLOAD_KEYS", settings.payload_keys),  # the flows' payloads are sealed with the session's key
     ):
         if secret is not None:
             env[f"AUTODISPATCH_{name}"] = secret.get_secret_value()
