@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
+from opentelemetry import context as otel_context
 from temporalio.client import Client
 from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -97,6 +98,7 @@ class TemporalEdge:
             task_queue=route.task_queue,
             driver_name=route.driver_name,
             calendar_id=route.calendar_id,
+            trace_context=otel_context.get_current(),
         )
         if self.relay is None:
             return await self.start_workflow(item)
@@ -128,6 +130,7 @@ class TemporalEdge:
         workflow_id = main_workflow_id(received.bot_id, received.update_id)
         known = item.tenant_id if item.tenant_id != SYSTEM_TENANT else None
         hint_tenant(self.client.data_converter, workflow_id, known)  # the payload's tenant tag
+        token = otel_context.attach(item.trace_context) if item.trace_context is not None else None  # type: ignore[arg-type]
         try:
             await self.client.start_workflow(
                 item.workflow,
@@ -146,6 +149,9 @@ class TemporalEdge:
         except WorkflowAlreadyStartedError:
             log.info("update %s already handed over", received.update_id)
             return False
+        finally:
+            if token is not None:
+                otel_context.detach(token)
         metrics.update_received(known, received.kind)
         return True
 

@@ -41,6 +41,8 @@ class InboxItem:
     # The whitelist's view at arrival, for the workflow's memo (not stored: a swept row goes without).
     driver_name: str | None = None
     calendar_id: str | None = None
+    # The webhook request's trace context, so the flow's spans join its trace (in-process hand-overs).
+    trace_context: object | None = None
 
     @property
     def key(self) -> InboxKey:
