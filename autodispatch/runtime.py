@@ -60,16 +60,49 @@ def calendar_root(settings: Settings) -> str:
     )
 
 
-def dsns(settings: Settings) -> tuple[str, str]:
-    """(owner DSN for migrations, application DSN)."""
+@dataclass(frozen=True)
+class Dsns:
+    owner: str  # migrations
+    app: str  # the serving pool: row-level security binds it to one tenant per transaction
+    system: str  # the cross-tenant context (autodispatch_system, or the owner with SET LOCAL ROLE)
+
+
+def dsns(settings: Settings) -> Dsns:
+    """Where to connect. With an external DATABASE_URL the app role's own login is required: serving as
+    the owner would leave row-level security to the owner's good will."""
     if settings.database_url is not None:
         owner = settings.database_url.get_secret_value()
-        return owner, settings.app_database_url.get_secret_value() if settings.app_database_url else owner
+        if settings.app_database_url is None:
+            raise SettingsError(
+                "configuration error: AUTODISPATCH_APP_DATABASE_URL: not set; with AUTODISPATCH_DATABASE_URL "
+                f"the app would serve as the table owner, which row-level security does not bind; set it to a "
+                f"login of the {db.APP_ROLE} role (docs/security.md)"
+            )
+        system = settings.system_database_url.get_secret_value() if settings.system_database_url else owner
+        return Dsns(owner, settings.app_database_url.get_secret_value(), system)
     host, port = "127.0.0.1", settings.postgres_port
-    return (
+    return Dsns(
         f"postgresql://postgres@{host}:{port}/{PG_DATABASE}",
         f"postgresql://{db.APP_ROLE}@{host}:{port}/{PG_DATABASE}",
+        f"postgresql://{db.SYSTEM_ROLE}@{host}:{port}/{PG_DATABASE}",
     )
+
+
+async def open_app_pool(urls: Dsns, *, max_size: int) -> asyncpg.Pool:
+    """Migrate, open the app pool (with the system pool beside it) and refuse a role RLS would not bind."""
+    try:
+        await db.migrate(urls.owner)
+        pool = await db.create_pool(urls.app, system_dsn=urls.system, max_size=max_size)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise SettingsError(
+            f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}"
+        ) from exc
+    try:
+        await db.check_app_role(pool)
+    except db.RoleError as exc:
+        await pool.close()
+        raise SettingsError(str(exc)) from None
+    return pool
 
 
 @asynccontextmanager
@@ -80,15 +113,8 @@ async def admin_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     if settings.database_url is None and not port_is_open("127.0.0.1", settings.postgres_port):
         embedded = EmbeddedPostgres(settings.data_dir, port=settings.postgres_port)
         embedded.start()
-    owner, app = dsns(settings)
     try:
-        try:
-            await db.migrate(owner)
-            pool = await db.create_pool(app, max_size=4)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise SettingsError(
-                f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}"
-            ) from exc
+        pool = await open_app_pool(dsns(settings), max_size=4)
         try:
             yield pool
         finally:

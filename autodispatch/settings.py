@@ -32,9 +32,12 @@ class Settings(BaseSettings):
 
     # Data
     database_url: SecretStr | None = None  # None: embedded PostgreSQL under data_dir
-    # The role the app connects as (not owner, superuser nor BYPASSRLS); created by migrations
-    # on embedded Postgres. With an external DATABASE_URL that URL is used for both.
+    # The role the app connects as (not owner, superuser nor BYPASSRLS; checked at start-up); created by
+    # the migrations. Required with an external DATABASE_URL.
     app_database_url: SecretStr | None = None
+    # A login for the cross-tenant context (the autodispatch_system role); unset: the owner's
+    # DATABASE_URL with SET LOCAL ROLE autodispatch_system per transaction.
+    system_database_url: SecretStr | None = None
 
     # Temporal
     temporal_address: str | None = None  # None: embedded dev server

@@ -36,7 +36,7 @@ from autodispatch.codec import EncryptionCodec
 from autodispatch.codec_server import CODEC_PATH, add_codec_routes
 from autodispatch.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedTemporal, port_is_open
 from autodispatch.oauth import generate_key, oauth_problem
-from autodispatch.runtime import dsns, read_sandbox
+from autodispatch.runtime import Dsns, dsns, open_app_pool, read_sandbox
 from autodispatch.settings import Settings, SettingsError
 from autodispatch.temporal import connect, sdk_metrics_address
 from bot.billing import add_billing_route
@@ -133,6 +133,7 @@ class Stack:
     pool: asyncpg.Pool | None = None
     owner_dsn: str = ""
     app_dsn: str = ""
+    system_dsn: str = ""
     bot: Bot | None = None
     calendar: CalendarService | None = None
     telegram_emulator: Any = None
@@ -221,23 +222,15 @@ class Stack:
 
     async def _start_postgres(self) -> None:
         s = self.settings
-        if self.join:
-            self.owner_dsn, self.app_dsn = dsns(s)
-        elif s.database_url is None:
+        if self.join or s.database_url is not None:
+            urls = dsns(s)
+        else:
             self.postgres = EmbeddedPostgres(s.data_dir, port=s.postgres_port, durable=self.durable_postgres)
             with one_line():
                 self.postgres.start()
-            self.owner_dsn, self.app_dsn = self.postgres.owner_dsn, self.postgres.app_dsn
-        else:
-            self.owner_dsn = s.database_url.get_secret_value()
-            self.app_dsn = s.app_database_url.get_secret_value() if s.app_database_url else self.owner_dsn
-        try:
-            await db.migrate(self.owner_dsn)
-            self.pool = await db.create_pool(self.app_dsn, max_size=20)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise SettingsError(
-                f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}"
-            ) from exc
+            urls = Dsns(self.postgres.owner_dsn, self.postgres.app_dsn, self.postgres.system_dsn)
+        self.owner_dsn, self.app_dsn, self.system_dsn = urls.owner, urls.app, urls.system
+        self.pool = await open_app_pool(urls, max_size=20)
         self.health.set("postgres", True)
 
     def _claim_ports(self) -> None:
@@ -387,6 +380,7 @@ class Stack:
                 "temporal_address": self.temporal_address,
                 "database_url": SecretStr(self.owner_dsn),
                 "app_database_url": SecretStr(self.app_dsn),
+                "system_database_url": SecretStr(self.system_dsn),
                 "telegram_bot_token": SecretStr(self.bot.token),
                 "telegram_api_base": self.sandbox.telegram or self.settings.telegram_api_base,
                 "google_api_endpoint": self.calendar.api_root,
