@@ -47,6 +47,7 @@ from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
 from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route, traced
+from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
 from workers.worker import Workers, build_workers
@@ -437,7 +438,7 @@ class Stack:
         # Before the first update arrives: what a crash left stored is handed over first.
         await edge.relay.start()
         self.relay = edge.relay
-        dp = build_dispatcher(edge)
+        dp = build_dispatcher(edge, billing_settings(s))
         self.health.set("bot", False)
         if s.telegram_mode == "webhook":
             secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
