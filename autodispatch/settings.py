@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     telegram_mode: Literal["polling", "webhook"] = "polling"
     telegram_webhook_secret: SecretStr | None = None
     telegram_webhook_url: str | None = None  # public URL Telegram should call (webhook mode)
+    # An update failing this many times for reasons of its own (not a service away) is set aside as a
+    # dead letter (`autodispatch deadletter`), so the polling offset, the webhook and the inbox move on.
+    telegram_update_max_attempts: int = Field(default=10, ge=1, le=1000)
 
     # Google Calendar
     google_api_endpoint: str = OFFICIAL_GOOGLE_API

@@ -40,6 +40,7 @@ from autodispatch.runtime import Dsns, dsns, open_app_pool, read_sandbox
 from autodispatch.settings import Settings, SettingsError
 from autodispatch.temporal import connect, sdk_metrics_address
 from bot.billing import add_billing_route
+from bot.dead_letters import DeadLetters, redeliver_loop
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
 from bot.inbox import Inbox, InboxRelay
@@ -432,13 +433,15 @@ class Stack:
         s = self.settings
         assert self.pool is not None
         edge = TemporalEdge(
-            self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id]
-        )
+            self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id],
+            max_attempts=s.telegram_update_max_attempts,
+        )  # fmt: skip
         assert edge.relay is not None
         # Before the first update arrives: what a crash left stored is handed over first.
         await edge.relay.start()
         self.relay = edge.relay
         dp = build_dispatcher(edge, billing_settings(s))
+        dead = DeadLetters(self.pool, s.telegram_update_max_attempts)
         self.health.set("bot", False)
         if s.telegram_mode == "webhook":
             secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
@@ -448,7 +451,7 @@ class Stack:
                         "configuration error: AUTODISPATCH_TELEGRAM_WEBHOOK_SECRET: required in webhook mode"
                     )
                 secret = secrets.token_urlsafe(24)
-            add_webhook_route(self.http_app, dp=dp, bot=self.bot, secret=secret)
+            add_webhook_route(self.http_app, dp=dp, bot=self.bot, secret=secret, dead=dead)
             url = s.telegram_webhook_url or f"http://{s.http_host}:{s.http_port}{WEBHOOK_PATH}"
             await self.bot.set_webhook(
                 url=url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
@@ -456,7 +459,11 @@ class Stack:
         else:
             stop = asyncio.Event()
             self._stop_polling = stop
-            self._tasks.append(asyncio.create_task(poll_updates(dp, self.bot, stop), name="polling"))
+            self._tasks.append(
+                asyncio.create_task(poll_updates(dp, self.bot, stop, dead=dead), name="polling")
+            )
+        # What an operator retried (`autodispatch deadletter retry`), fed again by this edge.
+        self._tasks.append(asyncio.create_task(redeliver_loop(dead, dp, self.bot), name="redelivery"))
         await register_commands(self.bot)  # the command menu, ru and en (#5)
         me = await self.bot.get_me()
         log.info("bot @%s (%s) in %s mode", me.username, me.id, s.telegram_mode)
@@ -505,7 +512,7 @@ class Stack:
         if stop_polling is not None:
             stop_polling.set()
         for task in self._tasks:
-            if task.get_name() == "polling":
+            if task.get_name() in ("polling", "redelivery"):
                 task.cancel()
         if self.relay is not None:
             await self.relay.stop()

@@ -34,6 +34,7 @@ from schemas.billing import (
     billing_settings,
     subscription_workflow_id,
 )
+from schemas.telegram import INT64_MAX, INT64_MIN
 from workflows.ids import CHAT_ID, TENANT_ID
 from workflows.subscription import SubscriptionWorkflow
 
@@ -139,7 +140,9 @@ def subscriber_of(obj: dict[str, Any]) -> tuple[Subscriber | None, str | None]:
     try:
         chat_id = int(chat) if chat not in (None, "") else None
     except (TypeError, ValueError):
-        return None, f"chat id {chat!r} is not a number"
+        return None, f"chat id {str(chat)[:40]!r} is not a number"
+    if chat_id is not None and not INT64_MIN <= chat_id <= INT64_MAX:
+        return None, f"chat id {str(chat)[:40]} is out of range"
     return Subscriber(tenant_id=tenant.strip().lower(), chat_id=chat_id), None
 
 

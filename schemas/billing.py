@@ -95,7 +95,7 @@ def invoice_payload(tenant_id: str, chat_id: int, period_days: int) -> str:
 def parse_invoice_payload(payload: str) -> tuple[Subscriber, int] | None:
     """(subscriber, period days) from one of our invoice payloads; None for anything else."""
     m = _INVOICE_PAYLOAD.match(payload or "")
-    if m is None or not 1 <= int(m.group(3)) <= 3660:
+    if m is None or not 1 <= int(m.group(3)) <= 3660 or not -(2**63) <= int(m.group(2)) < 2**63:
         return None
     return Subscriber(tenant_id=m.group(1), chat_id=int(m.group(2))), int(m.group(3))
 

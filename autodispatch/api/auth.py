@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from autodispatch.admin import AdminError
 from autodispatch.db import SYSTEM_TENANT, system_tx
 from autodispatch.settings import Settings
+from schemas.telegram import INT64_MAX, INT64_MIN
 
 Role = Literal["user", "viewer", "admin", "system"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -332,6 +333,8 @@ async def authenticate_jwt(pool: asyncpg.Pool, settings: Settings, token: str) -
         # A driver's token names the driver by chat id.
         try:
             chat_id = int(claims["sub"])
+            if not INT64_MIN <= chat_id <= INT64_MAX:
+                raise ValueError(claims["sub"])
         except ValueError:
             raise AuthError(
                 401,
