@@ -52,13 +52,9 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from autodispatch.runtime import admin_pool
+    from autodispatch.runtime import migrate_database
 
-    async def run() -> None:
-        async with admin_pool(settings):
-            pass  # admin_pool applies pending migrations on the way in
-
-    asyncio.run(run())
+    asyncio.run(migrate_database(settings))
     print("database schema is up to date")
     return 0
 

@@ -231,7 +231,7 @@ class Stack:
             with one_line():
                 self.postgres.start()
             urls = Dsns(self.postgres.owner_dsn, self.postgres.app_dsn, self.postgres.system_dsn)
-        self.owner_dsn, self.app_dsn, self.system_dsn = urls.owner, urls.app, urls.system
+        self.owner_dsn, self.app_dsn, self.system_dsn = urls.owner, urls.app_login(), urls.system
         self.pool = await open_app_pool(urls, max_size=20)
         self.health.set("postgres", True)
 

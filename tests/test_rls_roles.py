@@ -131,6 +131,8 @@ async def test_serving_as_the_owner_stops_start_up_with_one_line(postgres: Postg
     with pytest.raises(SettingsError) as caught:
         await open_app_pool(Dsns(postgres.owner_dsn, postgres.owner_dsn, postgres.owner_dsn), max_size=1)
     assert "is a superuser" in str(caught.value)
+    with pytest.raises(SettingsError, match="AUTODISPATCH_APP_DATABASE_URL: not set"):
+        await open_app_pool(Dsns(postgres.owner_dsn, None, postgres.owner_dsn), max_size=1)
     pool = await open_app_pool(Dsns(postgres.owner_dsn, postgres.app_dsn, postgres.owner_dsn), max_size=1)
     await pool.close()
 
@@ -138,7 +140,7 @@ async def test_serving_as_the_owner_stops_start_up_with_one_line(postgres: Postg
 def test_an_external_database_without_the_app_login_is_refused() -> None:
     settings = Settings(_env_file=None, database_url=SecretStr("postgresql://owner@db.example/app"))  # type: ignore[call-arg]
     with pytest.raises(SettingsError, match="AUTODISPATCH_APP_DATABASE_URL: not set"):
-        dsns(settings)
+        dsns(settings).app_login()
     both = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url=SecretStr("postgresql://owner@db.example/app"),

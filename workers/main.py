@@ -53,7 +53,7 @@ async def run_worker(
     token, api_base = telegram_endpoint(settings)
     calendar = CalendarService.from_settings(calendar_root(settings), settings.google_service_account_file)
     urls = dsns(settings)
-    pool = await db.create_pool(urls.app, system_dsn=urls.system, max_size=20)
+    pool = await db.create_pool(urls.app_login(), system_dsn=urls.system, max_size=20)
     try:
         await db.check_app_role(pool)
     except db.RoleError as exc:
