@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,7 +48,7 @@ class OAuthClient:
     """What google-auth needs to refresh a driver's access token."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     token_uri: str
     scopes: tuple[str, ...]
 
@@ -70,7 +70,8 @@ class UserGrant:
     tenant_id: str
     chat_id: int
     status: str  # active | revoked | disconnected
-    refresh_token: str | None
+    # Never in a repr (logs, tracebacks, test failures show the grant without it).
+    refresh_token: str | None = field(repr=False)
     account_email: str | None
     client: OAuthClient
 

@@ -52,13 +52,9 @@ def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from autodispatch.runtime import admin_pool
+    from autodispatch.runtime import migrate_database
 
-    async def run() -> None:
-        async with admin_pool(settings):
-            pass  # admin_pool applies pending migrations on the way in
-
-    asyncio.run(run())
+    asyncio.run(migrate_database(settings))
     print("database schema is up to date")
     return 0
 
@@ -227,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Modules that add command groups: each has add_commands(subparsers) -> {command name: handler},
 # a handler being (args, settings) -> exit code.
-COMMAND_MODULES: list[str] = ["autodispatch.cli_admin", "benchmarks.cli", "autodispatch.cli_oauth"]
+COMMAND_MODULES: list[str] = [
+    "autodispatch.cli_admin", "benchmarks.cli", "autodispatch.cli_oauth", "autodispatch.cli_deadletters",
+]  # fmt: skip
 
 
 COMMANDS = {

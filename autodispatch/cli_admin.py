@@ -7,6 +7,7 @@
     autodispatch apikey list [--tenant T] [--json]
     autodispatch apikey revoke KEY_ID_OR_KEY [--tenant T] [--json]
     autodispatch token issue --role R --tenant T [--chat-id C] [--sub S] [--ttl 1h] [--json]
+    autodispatch token revoke --tenant T (--jti J | --all) [--json]
 
 Each action is audited (workflow id `admin`, the operator's login as actor).
 """
@@ -172,6 +173,25 @@ def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch.admin import AdminError
     from autodispatch.api.auth import JwtNotConfigured, require_signing_key
 
+    if args.token_cmd == "revoke":
+        if (args.jti is None) == (not args.all):
+            print("error: give --jti J (one token) or --all (every token of the tenant)", file=sys.stderr)
+            return 1
+
+        async def revoke(pool: Any) -> int:
+            r = await tenants.revoke_tokens(
+                pool, settings, tenant=args.tenant, jti=args.jti, source="cli", actor=_actor()
+            )
+            if args.json:
+                _print_json(r)
+            elif r["revoked"] == "all":
+                print(f"every JWT issued so far for tenant {r['tenant_id']} is revoked")
+            else:
+                print(f"JWT {r['revoked']} of tenant {r['tenant_id']} is revoked")
+            return 0
+
+        return _run(settings, revoke)
+
     try:
         # Before touching the database: a missing key is a configuration error, said in one line.
         require_signing_key(settings)
@@ -248,4 +268,9 @@ def add_commands(sub: Any) -> dict[str, Handler]:
     ti.add_argument("--sub", default=None, help="subject (default: the operator)")
     ti.add_argument("--ttl", default="1h", help="lifetime: seconds or 15m / 12h / 30d (default 1h)")
     ti.add_argument("--json", action="store_true")
+    tr = toksub.add_parser("revoke", help="revoke a JWT by its jti, or every JWT of a tenant (--all)")
+    tr.add_argument("--tenant", required=True, help="id or name")
+    tr.add_argument("--jti", default=None, help="the token's jti (`token issue --json`, the audit log)")
+    tr.add_argument("--all", action="store_true", help="every token of the tenant issued so far")
+    tr.add_argument("--json", action="store_true")
     return {"tenant": cmd_tenant, "apikey": cmd_apikey, "token": cmd_token}

@@ -292,6 +292,10 @@ class EmbeddedPostgres:
     def app_dsn(self) -> str:
         return f"postgresql://autodispatch_app@{self.host}:{self.port}/{PG_DATABASE}"
 
+    @property
+    def system_dsn(self) -> str:
+        return f"postgresql://autodispatch_system@{self.host}:{self.port}/{PG_DATABASE}"
+
     def _as_user(self) -> dict[str, object]:
         if not self.user:
             return {}

@@ -60,39 +60,92 @@ def calendar_root(settings: Settings) -> str:
     )
 
 
-def dsns(settings: Settings) -> tuple[str, str]:
-    """(owner DSN for migrations, application DSN)."""
+@dataclass(frozen=True)
+class Dsns:
+    owner: str  # migrations
+    app: str | None  # the serving pool: row-level security binds it to one tenant per transaction
+    system: str  # the cross-tenant context (autodispatch_system, or the owner with SET LOCAL ROLE)
+
+    def app_login(self) -> str:
+        """The app role's login. With an external DATABASE_URL it must be given: serving as the owner
+        would leave row-level security to the owner's good will."""
+        if self.app is None:
+            raise SettingsError(
+                "configuration error: AUTODISPATCH_APP_DATABASE_URL: not set; with AUTODISPATCH_DATABASE_URL "
+                "the app would serve as the table owner, which row-level security does not bind; set it to a "
+                f"login of the {db.APP_ROLE} role (docs/security.md)"
+            )
+        return self.app
+
+
+def dsns(settings: Settings) -> Dsns:
+    """Where to connect: the configured URLs, else the embedded PostgreSQL's roles."""
     if settings.database_url is not None:
         owner = settings.database_url.get_secret_value()
-        return owner, settings.app_database_url.get_secret_value() if settings.app_database_url else owner
+        system = settings.system_database_url.get_secret_value() if settings.system_database_url else owner
+        app = settings.app_database_url.get_secret_value() if settings.app_database_url else None
+        return Dsns(owner, app, system)
     host, port = "127.0.0.1", settings.postgres_port
-    return (
+    return Dsns(
         f"postgresql://postgres@{host}:{port}/{PG_DATABASE}",
         f"postgresql://{db.APP_ROLE}@{host}:{port}/{PG_DATABASE}",
+        f"postgresql://{db.SYSTEM_ROLE}@{host}:{port}/{PG_DATABASE}",
     )
 
 
+def _unusable(exc: BaseException) -> SettingsError:
+    return SettingsError(f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}")
+
+
+async def open_app_pool(urls: Dsns, *, max_size: int) -> asyncpg.Pool:
+    """Migrate, open the app pool (with the system pool beside it) and refuse a role RLS would not bind."""
+    try:
+        await db.migrate(urls.owner)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise _unusable(exc) from exc
+    app = urls.app_login()
+    try:
+        pool = await db.create_pool(app, system_dsn=urls.system, max_size=max_size)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise _unusable(exc) from exc
+    try:
+        await db.check_app_role(pool)
+    except db.RoleError as exc:
+        await pool.close()
+        raise SettingsError(str(exc)) from None
+    return pool
+
+
 @asynccontextmanager
-async def admin_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A pool as the application role. On embedded defaults, starts PostgreSQL for the command if `up`
-    is not running, applies migrations, and stops it afterwards."""
+async def _database(settings: Settings) -> AsyncIterator[Dsns]:
+    """The database's URLs; on embedded defaults PostgreSQL is started for the command if `up` is not
+    running, and stopped afterwards."""
     embedded: EmbeddedPostgres | None = None
     if settings.database_url is None and not port_is_open("127.0.0.1", settings.postgres_port):
         embedded = EmbeddedPostgres(settings.data_dir, port=settings.postgres_port)
         embedded.start()
-    owner, app = dsns(settings)
     try:
-        try:
-            await db.migrate(owner)
-            pool = await db.create_pool(app, max_size=4)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise SettingsError(
-                f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}"
-            ) from exc
+        yield dsns(settings)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@asynccontextmanager
+async def admin_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool as the application role, migrations applied first."""
+    async with _database(settings) as urls:
+        pool = await open_app_pool(urls, max_size=4)
         try:
             yield pool
         finally:
             await pool.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()
+
+
+async def migrate_database(settings: Settings) -> list[str]:
+    """`autodispatch migrate`: the owner's work only (the app's login is not needed for it)."""
+    async with _database(settings) as urls:
+        try:
+            return await db.migrate(urls.owner)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise _unusable(exc) from exc

@@ -2,15 +2,67 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFICIAL_TELEGRAM_API = "https://api.telegram.org"
 OFFICIAL_GOOGLE_API = "https://www.googleapis.com/"
+
+
+_PRINTABLE = re.compile(r"[!-~]+")  # ASCII without spaces: what survives a .env line and a header
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class SecretRule:
+    min_bytes: int = 1
+    alphabet: re.Pattern[str] = _PRINTABLE
+    described: str = "printable ASCII without spaces"
+    max_bytes: int = 4096
+    hint: str = ""
+
+
+_GENERATE = " (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+_POSTGRES_URL = SecretRule(
+    alphabet=re.compile(r"postgres(ql)?://\S+"), described="a postgresql:// URL", hint=""
+)
+# Every SecretStr setting but the key lists (Fernet keys, payload keys), which have their own parsers.
+SECRET_RULES: dict[str, SecretRule] = {
+    "telegram_bot_token": SecretRule(
+        alphabet=re.compile(r"\d{1,20}:[A-Za-z0-9_-]+"),
+        described="a bot token as @BotFather gives it (<digits>:<letters>)",
+    ),
+    # Telegram's own limits for secret_token: 1-256 of A-Z a-z 0-9 _ -.
+    "telegram_webhook_secret": SecretRule(
+        32, _URL_SAFE, "letters, digits, _ and - (Telegram's alphabet), at most 256", 256, _GENERATE
+    ),
+    "database_url": _POSTGRES_URL,
+    "app_database_url": _POSTGRES_URL,
+    "system_database_url": _POSTGRES_URL,
+    "temporal_api_key": SecretRule(),
+    "llm_api_key": SecretRule(),
+    "billing_webhook_secret": SecretRule(32, hint=" (the provider's signing secret, e.g. Stripe's whsec_…)"),
+    "telegram_payments_provider_token": SecretRule(
+        alphabet=re.compile(r"\d{1,20}:[A-Za-z0-9_:-]+"), described="a provider token as @BotFather gives it"
+    ),
+    "jwt_secret": SecretRule(32, hint=_GENERATE),
+    "google_oauth_client_secret": SecretRule(),
+    "oauth_state_secret": SecretRule(32, hint=_GENERATE),
+}
+
+
+def _not_empty(v: object) -> str:
+    """The raw text of a secret; an empty one (`KEY=` from a template .env) is an error, never a key."""
+    raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+    if not raw.strip():
+        raise ValueError("is empty; set a value, or remove the line to leave it unset")
+    return raw
 
 
 class Settings(BaseSettings):
@@ -24,6 +76,9 @@ class Settings(BaseSettings):
     telegram_mode: Literal["polling", "webhook"] = "polling"
     telegram_webhook_secret: SecretStr | None = None
     telegram_webhook_url: str | None = None  # public URL Telegram should call (webhook mode)
+    # An update failing this many times for reasons of its own (not a service away) is set aside as a
+    # dead letter (`autodispatch deadletter`), so the polling offset, the webhook and the inbox move on.
+    telegram_update_max_attempts: int = Field(default=10, ge=1, le=1000)
 
     # Google Calendar
     google_api_endpoint: str = OFFICIAL_GOOGLE_API
@@ -32,9 +87,12 @@ class Settings(BaseSettings):
 
     # Data
     database_url: SecretStr | None = None  # None: embedded PostgreSQL under data_dir
-    # The role the app connects as (not owner, superuser nor BYPASSRLS); created by migrations
-    # on embedded Postgres. With an external DATABASE_URL that URL is used for both.
+    # The role the app connects as (not owner, superuser nor BYPASSRLS; checked at start-up); created by
+    # the migrations. Required with an external DATABASE_URL.
     app_database_url: SecretStr | None = None
+    # A login for the cross-tenant context (the autodispatch_system role); unset: the owner's
+    # DATABASE_URL with SET LOCAL ROLE autodispatch_system per transaction.
+    system_database_url: SecretStr | None = None
 
     # Temporal
     temporal_address: str | None = None  # None: embedded dev server
@@ -78,6 +136,8 @@ class Settings(BaseSettings):
     telegram_payments_provider_token: SecretStr | None = None
     billing_price_minor: int | None = Field(default=None, gt=0)  # smallest unit; whole stars for XTR
     billing_currency: str = "RUB"
+    # The provider's product a webhook payment must be for (Stripe `prod_…`): required with the webhook.
+    billing_product_id: str | None = None
 
     # Onboarding (#6 phase 2, docs/onboarding.md): a bare /start (no invite code) joins this tenant (id or
     # name); unset, a new driver needs a tenant's invite link https://t.me/<bot>?start=<invite code>. The
@@ -91,6 +151,11 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_public_key_file: Path | None = None
     jwt_private_key_file: Path | None = None
+    # Every token names this issuer and audience (both checked), carries iat, and lives at most
+    # jwt_max_ttl_days; `autodispatch token revoke` ends one (its jti) or all of a tenant's before that.
+    jwt_issuer: str = Field(default="autodispatch", min_length=1)
+    jwt_audience: str = Field(default="autodispatch-api", min_length=1)
+    jwt_max_ttl_days: int = Field(default=30, ge=1, le=366)
 
     # Google OAuth2 (#6 phase 4): drivers connect their own calendar with /connect (docs/oauth.md).
     # Off unless GOOGLE_OAUTH_CLIENT_ID is set; then the secret, the state key and the token keys are
@@ -147,19 +212,37 @@ class Settings(BaseSettings):
             raise ValueError(f"file {v} does not exist")
         return v
 
-    @field_validator("jwt_secret", mode="before")
+    @field_validator(*SECRET_RULES, mode="before")
     @classmethod
-    def _jwt_secret(cls, v: object) -> object:
-        # An empty AUTODISPATCH_JWT_SECRET= means "not set" (API keys only).
-        if v is None or v == "":
+    def _secret(cls, v: object, info: ValidationInfo) -> object:
+        if v is None:
             return None
-        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
-        # HS256 is only as strong as its secret: refuse guessable ones up front.
-        if len(raw.encode()) < 32:
-            raise ValueError(
-                "must be at least 32 bytes (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
-            )
+        raw = _not_empty(v)
+        rule = SECRET_RULES[str(info.field_name)]
+        if len(raw.encode()) < rule.min_bytes:
+            raise ValueError(f"must be at least {rule.min_bytes} bytes{rule.hint}")
+        if len(raw.encode()) > rule.max_bytes or not rule.alphabet.fullmatch(raw):
+            raise ValueError(f"must be {rule.described}{rule.hint}")
         return v
+
+    @field_validator("billing_currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        code = v.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", code):
+            raise ValueError(
+                f"{v!r} is not a currency code (three letters: RUB, EUR, USD; XTR for Telegram Stars)"
+            )
+        return code
+
+    @field_validator("billing_product_id")
+    @classmethod
+    def _product(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not _PRINTABLE.fullmatch(v.strip()):
+            raise ValueError("must be the provider's product id (Stripe: prod_…), without spaces")
+        return v.strip()
 
     @field_validator("google_oauth_auth_uri", "google_oauth_token_uri", "google_oauth_revoke_uri")
     @classmethod
@@ -168,21 +251,12 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return v
 
-    @field_validator("oauth_state_secret", mode="before")
-    @classmethod
-    def _state_secret(cls, v: object) -> object:
-        if v is None or v == "":
-            return None
-        raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
-        if len(raw.encode()) < 32:
-            raise ValueError("must be at least 32 bytes")
-        return v
-
     @field_validator("oauth_token_keys", mode="before")
     @classmethod
     def _token_keys(cls, v: object) -> object:
-        if v is None or v == "":
+        if v is None:
             return None
+        _not_empty(v)
         from cryptography.fernet import Fernet  # only when set: `parse` stays light
 
         raw = v.get_secret_value() if isinstance(v, SecretStr) else str(v)
@@ -195,15 +269,14 @@ class Settings(BaseSettings):
                 "each key must be a Fernet key (`python -c 'from cryptography.fernet import Fernet; "
                 "print(Fernet.generate_key().decode())'`), comma-separated, newest first"
             ) from None
-        if not keys:
-            return None
         return v
 
     @field_validator("payload_keys", mode="before")
     @classmethod
     def _payload_keys(cls, v: object) -> object:
-        if v is None or v == "":
+        if v is None:
             return None
+        _not_empty(v)
         from autodispatch.codec import parse_keys
 
         parse_keys(v.get_secret_value() if isinstance(v, SecretStr) else str(v))
@@ -224,6 +297,22 @@ class Settings(BaseSettings):
         if v is not None and not v.is_file():
             raise ValueError(f"file {v} does not exist")
         return v
+
+    @model_validator(mode="after")
+    def _features_have_their_keys(self) -> Settings:
+        """A feature that is on has every key it signs or checks with (one line naming the missing one)."""
+        problem = None
+        if self.telegram_mode == "webhook" and self.telegram_bot_token and not self.telegram_webhook_secret:
+            problem = "AUTODISPATCH_TELEGRAM_WEBHOOK_SECRET: required in webhook mode"
+        elif self.billing_webhook_secret is not None and self.billing_price_minor is None:
+            problem = "AUTODISPATCH_BILLING_PRICE_MINOR: required with AUTODISPATCH_BILLING_WEBHOOK_SECRET (a payment activates only at this price)"
+        elif self.billing_webhook_secret is not None and self.billing_product_id is None:
+            problem = "AUTODISPATCH_BILLING_PRODUCT_ID: required with AUTODISPATCH_BILLING_WEBHOOK_SECRET (the provider's product a payment must be for)"
+        elif self.telegram_payments_provider_token is not None and self.billing_price_minor is None:
+            problem = "AUTODISPATCH_BILLING_PRICE_MINOR: required with AUTODISPATCH_TELEGRAM_PAYMENTS_PROVIDER_TOKEN"
+        if problem:
+            raise ValueError(problem)
+        return self
 
     # Derived views -----------------------------------------------------------------
     @property
@@ -286,5 +375,9 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = "AUTODISPATCH_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-        raise SettingsError(f"configuration error: {name}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:  # a check across settings names its setting itself
+            raise SettingsError(f"configuration error: {msg}") from None
+        raise SettingsError(
+            f"configuration error: AUTODISPATCH_{str(err['loc'][0]).upper()}: {msg}"
+        ) from None

@@ -36,10 +36,11 @@ from autodispatch.codec import EncryptionCodec
 from autodispatch.codec_server import CODEC_PATH, add_codec_routes
 from autodispatch.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedTemporal, port_is_open
 from autodispatch.oauth import generate_key, oauth_problem
-from autodispatch.runtime import dsns, read_sandbox
+from autodispatch.runtime import Dsns, dsns, open_app_pool, read_sandbox
 from autodispatch.settings import Settings, SettingsError
 from autodispatch.temporal import connect, sdk_metrics_address
 from bot.billing import add_billing_route
+from bot.dead_letters import DeadLetters, redeliver_loop
 from bot.dispatcher import ALLOWED_UPDATES, build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
 from bot.inbox import Inbox, InboxRelay
@@ -47,6 +48,7 @@ from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
 from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route, traced
+from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
 from workers.worker import Workers, build_workers
@@ -133,6 +135,7 @@ class Stack:
     pool: asyncpg.Pool | None = None
     owner_dsn: str = ""
     app_dsn: str = ""
+    system_dsn: str = ""
     bot: Bot | None = None
     calendar: CalendarService | None = None
     telegram_emulator: Any = None
@@ -221,23 +224,15 @@ class Stack:
 
     async def _start_postgres(self) -> None:
         s = self.settings
-        if self.join:
-            self.owner_dsn, self.app_dsn = dsns(s)
-        elif s.database_url is None:
+        if self.join or s.database_url is not None:
+            urls = dsns(s)
+        else:
             self.postgres = EmbeddedPostgres(s.data_dir, port=s.postgres_port, durable=self.durable_postgres)
             with one_line():
                 self.postgres.start()
-            self.owner_dsn, self.app_dsn = self.postgres.owner_dsn, self.postgres.app_dsn
-        else:
-            self.owner_dsn = s.database_url.get_secret_value()
-            self.app_dsn = s.app_database_url.get_secret_value() if s.app_database_url else self.owner_dsn
-        try:
-            await db.migrate(self.owner_dsn)
-            self.pool = await db.create_pool(self.app_dsn, max_size=20)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise SettingsError(
-                f"configuration error: AUTODISPATCH_DATABASE_URL: cannot use the database: {exc}"
-            ) from exc
+            urls = Dsns(self.postgres.owner_dsn, self.postgres.app_dsn, self.postgres.system_dsn)
+        self.owner_dsn, self.app_dsn, self.system_dsn = urls.owner, urls.app_login(), urls.system
+        self.pool = await open_app_pool(urls, max_size=20)
         self.health.set("postgres", True)
 
     def _claim_ports(self) -> None:
@@ -387,6 +382,7 @@ class Stack:
                 "temporal_address": self.temporal_address,
                 "database_url": SecretStr(self.owner_dsn),
                 "app_database_url": SecretStr(self.app_dsn),
+                "system_database_url": SecretStr(self.system_dsn),
                 "telegram_bot_token": SecretStr(self.bot.token),
                 "telegram_api_base": self.sandbox.telegram or self.settings.telegram_api_base,
                 "google_api_endpoint": self.calendar.api_root,
@@ -437,13 +433,15 @@ class Stack:
         s = self.settings
         assert self.pool is not None
         edge = TemporalEdge(
-            self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id]
-        )
+            self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id],
+            max_attempts=s.telegram_update_max_attempts,
+        )  # fmt: skip
         assert edge.relay is not None
         # Before the first update arrives: what a crash left stored is handed over first.
         await edge.relay.start()
         self.relay = edge.relay
-        dp = build_dispatcher(edge)
+        dp = build_dispatcher(edge, billing_settings(s))
+        dead = DeadLetters(self.pool, s.telegram_update_max_attempts)
         self.health.set("bot", False)
         if s.telegram_mode == "webhook":
             secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else None
@@ -453,7 +451,7 @@ class Stack:
                         "configuration error: AUTODISPATCH_TELEGRAM_WEBHOOK_SECRET: required in webhook mode"
                     )
                 secret = secrets.token_urlsafe(24)
-            add_webhook_route(self.http_app, dp=dp, bot=self.bot, secret=secret)
+            add_webhook_route(self.http_app, dp=dp, bot=self.bot, secret=secret, dead=dead)
             url = s.telegram_webhook_url or f"http://{s.http_host}:{s.http_port}{WEBHOOK_PATH}"
             await self.bot.set_webhook(
                 url=url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
@@ -461,7 +459,11 @@ class Stack:
         else:
             stop = asyncio.Event()
             self._stop_polling = stop
-            self._tasks.append(asyncio.create_task(poll_updates(dp, self.bot, stop), name="polling"))
+            self._tasks.append(
+                asyncio.create_task(poll_updates(dp, self.bot, stop, dead=dead), name="polling")
+            )
+        # What an operator retried (`autodispatch deadletter retry`), fed again by this edge.
+        self._tasks.append(asyncio.create_task(redeliver_loop(dead, dp, self.bot), name="redelivery"))
         await register_commands(self.bot)  # the command menu, ru and en (#5)
         me = await self.bot.get_me()
         log.info("bot @%s (%s) in %s mode", me.username, me.id, s.telegram_mode)
@@ -510,7 +512,7 @@ class Stack:
         if stop_polling is not None:
             stop_polling.set()
         for task in self._tasks:
-            if task.get_name() == "polling":
+            if task.get_name() in ("polling", "redelivery"):
                 task.cancel()
         if self.relay is not None:
             await self.relay.stop()

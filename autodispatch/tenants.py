@@ -21,6 +21,7 @@ from autodispatch.api.auth import (
     hash_api_key,
     issue_jwt,
     key_tenant,
+    new_jti,
     require_signing_key,
 )
 from autodispatch.db import SYSTEM_TENANT, system_tx, tenant_tx
@@ -383,13 +384,53 @@ async def issue_token(
         subject = str(chat_id)
     subject = subject or actor
     now = datetime.now(UTC)
-    token = issue_jwt(settings, subject=subject, role=role, tenant_id=tenant_id, ttl=ttl, now=now)
+    jti = new_jti()
+    token = issue_jwt(
+        settings, subject=subject, role=role, tenant_id=tenant_id, ttl=ttl, now=now,
+        version=t["token_version"], jti=jti,
+    )  # fmt: skip
     async with tenant_tx(pool, tenant_id) as conn:
         await audit(
             conn, tenant_id, "token_issued", source=source, actor=actor, chat_id=chat_id, role=role,
-            subject=subject, expires_at=(now + ttl).isoformat(),
+            subject=subject, expires_at=(now + ttl).isoformat(), jti=jti,
         )  # fmt: skip
-    return {"token": token, "tenant_id": tenant_id, "role": role, "sub": subject, "expires_at": now + ttl}
+    return {
+        "token": token, "tenant_id": tenant_id, "role": role, "sub": subject, "expires_at": now + ttl,
+        "jti": jti,
+    }  # fmt: skip
+
+
+async def revoke_tokens(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    *,
+    tenant: str,
+    jti: str | None = None,
+    source: Source,
+    actor: str,
+) -> dict[str, Any]:
+    """End JWTs before they expire: the one with this `jti` (the audit row of `token_issued` names
+    it), or with `jti` None every token of the tenant issued so far (its token_version goes up)."""
+    t = await get_tenant(pool, tenant)
+    tenant_id = t["tenant_id"]
+    async with tenant_tx(pool, tenant_id) as conn:
+        if jti is not None:
+            jti = jti.strip()
+            if not jti or len(jti) > 100:
+                raise AdminError("jti: give the token's jti (from `token issue --json` or the audit log)")
+            await conn.execute(
+                """INSERT INTO revoked_tokens (tenant_id, jti, expires_at, actor)
+                   VALUES ($1, $2, now() + make_interval(days => $3), $4) ON CONFLICT DO NOTHING""",
+                tenant_id, jti, settings.jwt_max_ttl_days, actor,
+            )  # fmt: skip
+            await audit(conn, tenant_id, "token_revoked", source=source, actor=actor, jti=jti)
+            return {"tenant_id": tenant_id, "revoked": jti}
+        version = await conn.fetchval(
+            "UPDATE tenants SET token_version = token_version + 1 WHERE tenant_id = $1 RETURNING token_version",
+            tenant_id,
+        )
+        await audit(conn, tenant_id, "tokens_revoked", source=source, actor=actor, token_version=version)
+    return {"tenant_id": tenant_id, "revoked": "all", "token_version": version}
 
 
 # -- the bot side of scoping ------------------------------------------------------------

@@ -208,7 +208,9 @@ class Bench:
             assert proc.pid is not None and proc.name is not None
             self.cpu.pids[f"app-{proc.name}"] = proc.pid
         if self.opts.baseline:
-            self._baseline_pool = await db.create_pool(self.stack.app_dsn, max_size=20)
+            self._baseline_pool = await db.create_pool(
+                self.stack.app_dsn, system_dsn=self.stack.system_dsn, max_size=20
+            )
             self._baseline_bot = make_bot(BASELINE_TOKEN, self.emu.telegram)
             calendar = CalendarService(self.emu.google + "/calendar/v3/")
             self.baseline = BaselineBot(self._baseline_pool, self._baseline_bot, calendar, self.secret)

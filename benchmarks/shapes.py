@@ -130,7 +130,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
     emulators.start()
     try:
         await db.migrate(postgres.owner_dsn)
-        pool = await db.create_pool(postgres.app_dsn, max_size=20)
+        pool = await db.create_pool(postgres.app_dsn, system_dsn=postgres.system_dsn, max_size=20)
         client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
         bot = make_bot(TOKEN, emulators.telegram)
         async with aiohttp.ClientSession() as http:

@@ -34,6 +34,7 @@ from schemas.billing import (
     billing_settings,
     subscription_workflow_id,
 )
+from schemas.telegram import INT64_MAX, INT64_MIN
 from workflows.ids import CHAT_ID, TENANT_ID
 from workflows.subscription import SubscriptionWorkflow
 
@@ -139,7 +140,9 @@ def subscriber_of(obj: dict[str, Any]) -> tuple[Subscriber | None, str | None]:
     try:
         chat_id = int(chat) if chat not in (None, "") else None
     except (TypeError, ValueError):
-        return None, f"chat id {chat!r} is not a number"
+        return None, f"chat id {str(chat)[:40]!r} is not a number"
+    if chat_id is not None and not INT64_MIN <= chat_id <= INT64_MAX:
+        return None, f"chat id {str(chat)[:40]} is out of range"
     return Subscriber(tenant_id=tenant.strip().lower(), chat_id=chat_id), None
 
 
@@ -147,38 +150,69 @@ def _ts(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int | float) and value > 0 else None
 
 
-def interpret_event(event: dict[str, Any], period_days: int) -> Decision:
+def products_of(obj: dict[str, Any]) -> set[str]:
+    """The product ids a checkout or invoice is for: its lines' prices (invoice lines, old and new API
+    versions; an expanded checkout's line_items), else the checkout's `metadata.product_id`, which only
+    the account (our dashboard or API) can set, unlike client_reference_id, which any payer can."""
+    found: set[str] = set()
+    lines = [
+        *((obj.get("lines") or {}).get("data") or []),
+        *((obj.get("line_items") or {}).get("data") or []),
+    ]
+    for line in lines:
+        if not isinstance(line, dict):
+            continue
+        price = line.get("price") or line.get("plan") or {}
+        details = (line.get("pricing") or {}).get("price_details") or {}
+        for product in (
+            price.get("product") if isinstance(price, dict) else None,
+            details.get("product") if isinstance(details, dict) else None,
+        ):
+            if isinstance(product, dict):
+                product = product.get("id")
+            if isinstance(product, str) and product:
+                found.add(product)
+    meta = obj.get("metadata")
+    if not found and isinstance(meta, dict) and isinstance(meta.get("product_id"), str):
+        found.add(meta["product_id"])
+    return found
+
+
+def interpret_event(event: dict[str, Any], cfg: BillingSettings) -> Decision:
+    """What a provider event means: a payment of one period for someone, or why it is ignored. A paid
+    checkout names its tenant itself (client_reference_id): only the configured price, currency and
+    product make it a payment."""
     etype = str(event.get("type") or "")
     obj = (event.get("data") or {}).get("object") or {}
     created = _ts(event.get("created")) or datetime.now(UTC)
+    period_days = cfg.period_days
     if etype in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         if obj.get("payment_status") not in _PAID_CHECKOUT:
             return Decision(ignored=f"checkout not paid yet (payment_status={obj.get('payment_status')})")
-        subscriber, problem = subscriber_of(obj)
+        amount, currency = obj.get("amount_total"), (obj.get("currency") or "").upper() or None
         # A subscription's first period also arrives as its invoice: an absolute end makes the two one
         # period whichever comes first. A one-off payment extends whatever is paid already.
         period_end = created + timedelta(days=period_days) if obj.get("mode") == "subscription" else None
-        payment = PaymentReceived(
-            payment_id=f"stripe:{obj.get('id') or event.get('id')}", provider="stripe", paid_at=created,
-            period_days=period_days, period_end=period_end, amount=obj.get("amount_total"),
-            currency=(obj.get("currency") or "").upper() or None, language=(obj.get("metadata") or {}).get("language"),
-        )  # fmt: skip
-        return Decision(subscriber, payment if subscriber else None, customer_problem=problem)
-    if etype in ("invoice.paid", "invoice.payment_succeeded"):
-        subscriber, problem = subscriber_of(obj)
+    elif etype in ("invoice.paid", "invoice.payment_succeeded"):
+        amount, currency = obj.get("amount_paid"), (obj.get("currency") or "").upper() or None
         ends = [
             _ts((line.get("period") or {}).get("end"))
             for line in ((obj.get("lines") or {}).get("data") or [])
             if isinstance(line, dict)
         ]
         period_end = max((e for e in ends if e is not None), default=None)
-        payment = PaymentReceived(
-            payment_id=f"stripe:{obj.get('id') or event.get('id')}", provider="stripe", paid_at=created,
-            period_days=period_days, period_end=period_end, amount=obj.get("amount_paid"),
-            currency=(obj.get("currency") or "").upper() or None,
-        )  # fmt: skip
-        return Decision(subscriber, payment if subscriber else None, customer_problem=problem)
-    return Decision(ignored=f"event type {etype!r} is not used")
+    else:
+        return Decision(ignored=f"event type {etype!r} is not used")
+    problem = cfg.payment_problem(amount if isinstance(amount, int) else None, currency, products_of(obj))
+    if problem is not None:
+        return Decision(ignored=f"not a payment for our subscription: {problem}")
+    subscriber, customer_problem = subscriber_of(obj)
+    payment = PaymentReceived(
+        payment_id=f"stripe:{obj.get('id') or event.get('id')}", provider="stripe", paid_at=created,
+        period_days=period_days, period_end=period_end, amount=amount, currency=currency,
+        language=(obj.get("metadata") or {}).get("language"),
+    )  # fmt: skip
+    return Decision(subscriber, payment if subscriber else None, customer_problem=customer_problem)
 
 
 # -- the hand-over --------------------------------------------------------------------------
@@ -372,7 +406,7 @@ def add_billing_route(
         except ValueError as exc:
             await audit_rejection(pool, "billing_event_malformed", reason=str(exc), remote=request.remote)
             return _error(400, f"the signed body is not a provider event: {exc}")
-        decision = interpret_event(event, cfg.period_days)
+        decision = interpret_event(event, cfg)
         try:
             applied = await edge.apply(
                 provider="stripe",

@@ -21,13 +21,15 @@ from aiogram.exceptions import (
 from autodispatch import metrics, tracing
 from bot.edge import TemporalEdge
 from bot.handlers import callbacks, commands, orders, other, payments, pictures
+from schemas.billing import BillingSettings
 
 # Updates the flows handle; anything else Telegram need not send us.
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "pre_checkout_query"]
 
 
-def build_dispatcher(edge: TemporalEdge) -> Dispatcher:
-    dp = Dispatcher(edge=edge)
+def build_dispatcher(edge: TemporalEdge, billing: BillingSettings) -> Dispatcher:
+    # `billing`: what a Telegram payment must be (price, currency) before it counts.
+    dp = Dispatcher(edge=edge, billing=billing)
     # Order matters: commands before free text, the catch-all last.
     dp.include_routers(
         commands.build_router(),

@@ -21,6 +21,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from autodispatch import metrics
 from autodispatch.codec import hint_tenant
 from autodispatch.db import SYSTEM_TENANT, system_tx
+from bot.dead_letters import DEFAULT_MAX_ATTEMPTS
 from bot.inbox import Inbox, InboxItem, InboxRelay
 from schemas.telegram import TelegramUpdateReceived, main_workflow_id
 from workflows.ids import CHAT_ID, ORDER_ID, TENANT_ID, order_id_for
@@ -74,12 +75,21 @@ class TemporalEdge:
         routing: ChatRouting,
         inbox: Inbox | None = None,
         bot_ids: list[int] | None = None,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.routing = routing
         self.relay = (
-            InboxRelay(inbox, self.start_workflow, bot_ids or [], settle=self.settled, concurrency=24)
+            InboxRelay(
+                inbox,
+                self.start_workflow,
+                bot_ids or [],
+                settle=self.settled,
+                concurrency=24,
+                max_attempts=max_attempts,
+            )  # fmt: skip
             if inbox is not None
             else None
         )

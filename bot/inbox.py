@@ -20,8 +20,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import asyncpg
+from pydantic import ValidationError
 
 from autodispatch.db import system_tx, tenant_tx
+from bot.dead_letters import DEFAULT_MAX_ATTEMPTS, DeadLetters, describe, is_transient
 from schemas.telegram import TelegramUpdateReceived
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ class InboxItem:
     workflow: str = "MainWorkflow"
     task_queue: str | None = None
     attempts: int = 0
+    # Failures of this process's hand-overs that were not a service away (bot/dead_letters.py).
+    failures: int = 0
     # The whitelist's view at arrival, for the workflow's memo (not stored: a swept row goes without).
     driver_name: str | None = None
     calendar_id: str | None = None
@@ -91,22 +95,31 @@ class Inbox:
         """These bots' stored updates nobody is handing over: left by a crash, or by another process."""
         async with system_tx(self.pool) as conn:
             rows = await conn.fetch(
-                """SELECT tenant_id, workflow, task_queue, received, attempts FROM telegram_inbox
+                """SELECT tenant_id, bot_id, update_id, workflow, task_queue, received, attempts FROM telegram_inbox
                    WHERE bot_id = ANY($1::bigint[]) AND next_attempt_at <= now()
                      AND created_at <= now() - make_interval(secs => $2)
                    ORDER BY created_at LIMIT $3""",
                 bot_ids, older_than, limit,
             )  # fmt: skip
-        return [
-            InboxItem(
-                tenant_id=r["tenant_id"],
-                received=TelegramUpdateReceived.model_validate(r["received"]),
-                workflow=r["workflow"],
-                task_queue=r["task_queue"],
-                attempts=r["attempts"],
+        items = []
+        for r in rows:
+            try:
+                received = TelegramUpdateReceived.model_validate(r["received"])
+            except ValidationError as exc:
+                # Never readable by this code: set aside, or the sweep would fail on it every round.
+                key = (r["tenant_id"], r["bot_id"], r["update_id"])
+                await DeadLetters(self.pool).bury_inbox_row(key, r["attempts"], describe(exc))
+                continue
+            items.append(
+                InboxItem(
+                    tenant_id=r["tenant_id"],
+                    received=received,
+                    workflow=r["workflow"],
+                    task_queue=r["task_queue"],
+                    attempts=r["attempts"],
+                )  # fmt: skip
             )
-            for r in rows
-        ]
+        return items
 
     async def count(self) -> int:
         async with system_tx(self.pool) as conn:
@@ -166,6 +179,7 @@ class InboxRelay:
         concurrency: int = 16,
         sweep_every: float = 5.0,
         retry_max: float = 30.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.inbox = inbox
         self.hand_over = hand_over
@@ -175,6 +189,7 @@ class InboxRelay:
         self.concurrency = concurrency
         self.sweep_every = sweep_every
         self.retry_max = retry_max
+        self.dead = DeadLetters(inbox.pool, max_attempts)
         self._turns = TenantTurns()
         self._known: set[InboxKey] = set()  # queued, in flight, waiting for a retry or for its delete
         self._handed: list[InboxKey] = []
@@ -241,6 +256,16 @@ class InboxRelay:
 
     async def _retry_later(self, item: InboxItem, exc: Exception) -> None:
         item.attempts += 1
+        if not is_transient(exc):
+            item.failures += 1
+            if item.failures >= self.dead.max_attempts:
+                try:
+                    await self.dead.bury_inbox_row(item.key, item.attempts, describe(exc))
+                except Exception as bury_exc:  # not set aside: it stays in the inbox and is retried
+                    log.warning("inbox row %s could not be set aside (%s)", item.key, bury_exc)
+                else:
+                    self._known.discard(item.key)
+                    return
         delay = min(0.2 * 2 ** min(item.attempts, 10), self.retry_max)
         log.warning(
             "update %s not handed over (attempt %s: %s); again in %.1fs",

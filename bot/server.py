@@ -14,6 +14,8 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from autodispatch import metrics, tracing
+from bot.dead_letters import DeadLetters, FailureCounts, describe, is_transient
+from schemas.telegram import id_out_of_range
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +41,38 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def add_webhook_route(app: web.Application, *, dp: Dispatcher, bot: Bot, secret: str) -> None:
+def add_webhook_route(
+    app: web.Application, *, dp: Dispatcher, bot: Bot, secret: str, dead: DeadLetters | None = None
+) -> None:
+    """POST /telegram/webhook. An update that keeps failing for reasons of its own (not a service
+    away) is set aside in `dead` after its attempts and acknowledged; without `dead`, 503 every time."""
+    failures = FailureCounts()
+
     async def webhook(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), secret.encode()):
             log.warning("webhook call with a wrong or missing secret token from %s", request.remote)
             return _error(401, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
         try:
-            update = Update.model_validate(await request.json(), context={"bot": bot})
+            raw = await request.json()
+            problem = id_out_of_range(raw)
+            if problem is not None:
+                raise ValueError(problem)
+            update = Update.model_validate(raw, context={"bot": bot})
         except (ValueError, ValidationError) as exc:
             return _error(400, f"not a Telegram update: {exc}")
         try:
             await dp.feed_update(bot, update)
-        except Exception:
+        except Exception as exc:
+            key = (bot.id, update.update_id)
+            attempts = 0 if dead is None or is_transient(exc) else failures.add(key)
+            if dead is not None and attempts >= dead.max_attempts:
+                try:
+                    await dead.bury_update("webhook", bot.id, raw, attempts, describe(exc))
+                    failures.forget(key)
+                    return web.json_response({"dead_letter": True})
+                except Exception:
+                    log.exception("update %s could not be set aside", update.update_id)
             # Not acknowledged: Telegram delivers the update again later, nothing is lost.
             log.exception("update %s not handed over; answering 503 so Telegram retries", update.update_id)
             return _error(503, "temporarily unable to accept the update")

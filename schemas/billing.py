@@ -28,6 +28,27 @@ class BillingSettings(BaseModel):
     # The invoice price in the currency's smallest unit (kopecks, cents; whole stars for XTR).
     price_minor: int | None = Field(default=None, gt=0)
     currency: str = "RUB"
+    # The provider's product a webhook payment must be for (Stripe `prod_…`).
+    product_id: str | None = None
+
+    def payment_problem(
+        self, amount: int | None, currency: str | None, products: set[str] | None = None
+    ) -> str | None:
+        """None when a payment is one period of ours: the configured price, currency and (for the
+        provider's webhook, `products` given) product; else why it activates nothing."""
+        if self.price_minor is None:
+            return "no price is configured (AUTODISPATCH_BILLING_PRICE_MINOR)"
+        if (currency or "").upper() != self.currency.upper():
+            return f"currency {currency!r} is not {self.currency}"
+        if amount != self.price_minor:
+            return f"amount {amount!r} is not the price {self.price_minor} {self.currency}"
+        if products is not None:
+            if self.product_id is None:
+                return "no product is configured (AUTODISPATCH_BILLING_PRODUCT_ID)"
+            if self.product_id not in products:
+                named = ", ".join(sorted(products)) or "none"
+                return f"not for product {self.product_id} (products named: {named})"
+        return None
 
     @property
     def invoices_enabled(self) -> bool:
@@ -47,6 +68,7 @@ def billing_settings(settings: Any) -> BillingSettings:
         provider_token=getattr(settings, "telegram_payments_provider_token", None),
         price_minor=getattr(settings, "billing_price_minor", None),
         currency=getattr(settings, "billing_currency", "RUB"),
+        product_id=getattr(settings, "billing_product_id", None),
     )
 
 
@@ -73,7 +95,7 @@ def invoice_payload(tenant_id: str, chat_id: int, period_days: int) -> str:
 def parse_invoice_payload(payload: str) -> tuple[Subscriber, int] | None:
     """(subscriber, period days) from one of our invoice payloads; None for anything else."""
     m = _INVOICE_PAYLOAD.match(payload or "")
-    if m is None or not 1 <= int(m.group(3)) <= 3660:
+    if m is None or not 1 <= int(m.group(3)) <= 3660 or not -(2**63) <= int(m.group(2)) < 2**63:
         return None
     return Subscriber(tenant_id=m.group(1), chat_id=int(m.group(2))), int(m.group(3))
 

@@ -3,21 +3,51 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # "photo": a picture (a photo, or an image sent as a file) whose text is read with OCR; its caption is `text`.
 MessageKind = Literal["text", "command", "unsupported", "callback", "photo"]
 
 
+# Telegram's ids fit a signed 64-bit integer (bigint in the stores); anything beyond is not Telegram's.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+TelegramId = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+
+
+def id_out_of_range(obj: Any, path: str = "update") -> str | None:
+    """The first id (`id` or `*_id`) in a Telegram JSON object that does not fit int64, as
+    `message.chat.id = 9…`; None when all fit. Such an update is refused, never half-processed."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            here = f"{path}.{key}"
+            if (
+                (key == "id" or str(key).endswith("_id"))
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+                and not INT64_MIN <= value <= INT64_MAX
+            ):
+                shown = str(value)
+                return f"{here} = {shown[:24]}{'…' if len(shown) > 24 else ''} is out of range"
+            found = id_out_of_range(value, here)
+            if found:
+                return found
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            found = id_out_of_range(value, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 class TelegramUpdateReceived(BaseModel):
     """MainWorkflow's input. The workflow id is derived from bot_id and update_id."""
 
-    bot_id: int
-    update_id: int
-    chat_id: int
-    message_id: int | None = None
+    bot_id: TelegramId
+    update_id: TelegramId
+    chat_id: TelegramId
+    message_id: TelegramId | None = None
     text: str = ""
     kind: MessageKind = "text"
     sender_name: str | None = None

@@ -136,7 +136,7 @@ async def postgres(session_dir: Path) -> AsyncIterator[Postgres]:
     server.start()
     try:
         await db.migrate(server.owner_dsn)
-        pool = await db.create_pool(server.app_dsn, max_size=20)
+        pool = await db.create_pool(server.app_dsn, system_dsn=server.system_dsn, max_size=20)
         try:
             yield Postgres(server.owner_dsn, server.app_dsn, pool)
         finally:

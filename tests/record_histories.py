@@ -182,7 +182,7 @@ async def main() -> None:
             _env_file=None, data_dir=Path(tmp), telegram_bot_token=token, telegram_api_base=tg,
             google_api_endpoint=gg, google_service_account_file=Path(tmp) / "sa.json",
             http_port=free_port(), temporal_grpc_port=free_port(),
-            postgres_port=free_port(), temporal_ui_port=free_port(), telegram_mode="webhook", telegram_webhook_secret="record",
+            postgres_port=free_port(), temporal_ui_port=free_port(), telegram_mode="webhook", telegram_webhook_secret="record-" + "0" * 32,
             payload_encryption=False,  # committed histories stay plain JSON, readable in review
         )  # fmt: skip
         async with Stack(settings, announce=False, durable_postgres=False) as stack:

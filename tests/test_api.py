@@ -614,7 +614,8 @@ async def test_settings_refuse_a_short_jwt_secret() -> None:
 
     with pytest.raises(SettingsError, match="AUTODISPATCH_JWT_SECRET"):
         load_settings(_env_file=None, jwt_secret="short")
-    assert load_settings(_env_file=None, jwt_secret="").jwt_secret is None  # empty means unset
+    with pytest.raises(SettingsError, match="AUTODISPATCH_JWT_SECRET: is empty"):
+        load_settings(_env_file=None, jwt_secret="")  # an empty key is an error, never a key
     assert tenants.parse_ttl("15m") == timedelta(minutes=15)
 
 

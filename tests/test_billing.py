@@ -68,6 +68,7 @@ from workflows.subscription import SubscriptionWorkflow
 
 SECRET = "whsec_" + uuid.uuid4().hex
 PRICE = 99000
+PRODUCT = "prod_autodispatch_driver"
 T = TypeVar("T")
 
 
@@ -79,6 +80,7 @@ class BillingTestSettings(Settings):
     telegram_payments_provider_token: SecretStr | None = None
     billing_price_minor: int | None = None
     billing_currency: str = "RUB"
+    billing_product_id: str | None = None
 
 
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 90.0) -> T:
@@ -194,6 +196,7 @@ async def rig(
         "data_dir": tmp_path,
         "billing_webhook_secret": SECRET,
         "billing_price_minor": PRICE,
+        "billing_product_id": PRODUCT,
         "telegram_payments_provider_token": "284685063:TEST:sandbox",
     }
     values.update(overrides)
@@ -222,7 +225,8 @@ async def rig(
     server = TestServer(app)
     await server.start_server()
     dp = Dispatcher(
-        edge=TemporalEdge(client, settings.temporal_task_queue, ChatRouting(postgres.pool, ttl=0))
+        edge=TemporalEdge(client, settings.temporal_task_queue, ChatRouting(postgres.pool, ttl=0)),
+        billing=billing_settings(settings),
     )
     dp.include_router(payments.build_router())
     try:
@@ -244,7 +248,10 @@ def checkout(
     payment_status: str = "paid",
     event_type: str = "checkout.session.completed",
 ) -> dict[str, Any]:
-    meta = {} if by_reference or tenant is None else {"tenant_id": tenant, "chat_id": str(chat)}
+    meta: dict[str, Any] = (
+        {} if by_reference or tenant is None else {"tenant_id": tenant, "chat_id": str(chat)}
+    )
+    meta["product_id"] = PRODUCT  # set on our payment link / session, which a payer cannot change
     return {
         "id": f"evt_{uuid.uuid4().hex}",
         "object": "event",
@@ -284,7 +291,12 @@ def invoice_paid(tenant: str, chat: int, period_end: datetime) -> dict[str, Any]
                 # Where a subscription's metadata reaches its invoices (API 2025+: parent.subscription_details).
                 "parent": {"subscription_details": {"metadata": meta}},
                 "lines": {
-                    "data": [{"period": {"start": int(time.time()), "end": int(period_end.timestamp())}}]
+                    "data": [
+                        {
+                            "period": {"start": int(time.time()), "end": int(period_end.timestamp())},
+                            "pricing": {"price_details": {"price": "price_1", "product": PRODUCT}},
+                        }
+                    ]
                 },
             }
         },
@@ -410,6 +422,67 @@ async def test_forged_stale_and_unsigned_requests_change_nothing(
             resp = await bare.post(event)
             assert resp.status_code == 503 and "AUTODISPATCH_BILLING_WEBHOOK_SECRET" in resp.json()["error"]
         assert await billing_rows(postgres, event["id"]) == []
+
+
+def _with(event: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    obj = {**event["data"]["object"], **changes}
+    return {**event, "id": f"evt_{uuid.uuid4().hex}", "data": {"object": obj}}
+
+
+async def test_only_a_payment_of_our_price_currency_and_product_activates(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    """A paid checkout names its tenant itself (client_reference_id, set by whoever pays): a cheap
+    product of the same account, another amount or currency activates nothing."""
+    async with rig(tmp_path, postgres, temporal_dev, outside) as r:
+        tenant, chat = await r.driver("pending")
+        base = checkout(tenant, chat, by_reference=True)
+        cheap = _with(base, metadata={"product_id": "prod_sticker_pack"})
+        no_product = _with(base, metadata={})
+        wrong_amount = _with(base, amount_total=100)
+        wrong_currency = _with(base, currency="usd")
+        line = {
+            "period": {"end": int(time.time()) + 86400},
+            "price": {"id": "price_x", "product": "prod_other"},
+        }
+        other_invoice = invoice_paid(tenant, chat, datetime.now(UTC) + timedelta(days=30))
+        other_invoice = _with(other_invoice, lines={"data": [line]})
+        for event, reason in [
+            (cheap, "not for product"), (no_product, "products named: none"), (wrong_amount, "amount 100"),
+            (wrong_currency, "currency 'USD'"), (other_invoice, "not for product"),
+        ]:  # fmt: skip
+            resp = await r.post(event)
+            assert resp.status_code == 200, resp.text
+            assert (
+                resp.json()["ignored"].startswith("not a payment for our subscription")
+                and reason in resp.json()["ignored"]
+            )
+            (row,) = await billing_rows(postgres, event["id"])
+            assert row["outcome"] == "ignored"
+        assert not await workflow_exists(r.client, subscription_workflow_id(tenant, chat))
+        assert await r.status(chat) == "pending"
+        # Ours: the same checkout with our product activates.
+        resp = await r.post(base)
+        assert resp.status_code == 200 and "workflow_id" in resp.json(), resp.text
+        await eventually(lambda: _is(r.status(chat), "active"))
+
+        # In Telegram: an invoice of another price is refused before the money moves, and a payment of
+        # another amount is recorded, audited and activates nothing.
+        payload = invoice_payload(tenant, chat, 30)
+        query = pre_checkout(chat, payload)
+        query["pre_checkout_query"]["total_amount"] = PRICE - 1
+        await r.feed(outside.telegram.enqueue_update(r.token, query)["update_id"])
+        (answer,) = [
+            m for m in outside.telegram.sent(r.token, chat) if m["method"] == "answerPreCheckoutQuery"
+        ]
+        assert answer["ok"] is False
+        charge = f"tg_{uuid.uuid4().hex}"
+        paid = successful_payment(chat, payload, charge)
+        paid["message"]["successful_payment"]["currency"] = "XTR"
+        await r.feed(outside.telegram.enqueue_update(r.token, paid)["update_id"])
+        (row,) = await billing_rows(postgres, charge)
+        assert row["outcome"] == "ignored" and "currency 'XTR'" in row["reason"]
+        assert await signals(r.client, subscription_workflow_id(tenant, chat)) == 1
 
 
 async def test_unknown_customers_and_unused_events_are_ignored_and_nothing_is_lost(

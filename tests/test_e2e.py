@@ -623,10 +623,13 @@ async def test_signed_payment_activates_a_pending_driver_through_the_running_sta
 ) -> None:
     import stripe
 
-    from tests.test_billing import checkout, set_activation
+    from tests.test_billing import PRICE, PRODUCT, checkout, set_activation
 
     secret = "whsec_" + uuid.uuid4().hex
-    settings = stack_settings(tmp_path, postgres, temporal_dev, outside, billing_webhook_secret=secret)
+    settings = stack_settings(
+        tmp_path, postgres, temporal_dev, outside, billing_webhook_secret=secret,
+        billing_price_minor=PRICE, billing_product_id=PRODUCT,
+    )  # fmt: skip
     async with running(settings) as stack:
         chat_id, _, tenant = await new_driver(stack, outside, status="pending")
         assert stack.pool is not None

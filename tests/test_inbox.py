@@ -179,7 +179,7 @@ async def test_postgres_down_means_no_ack_and_the_update_lands_later(
     server.start()
     try:
         await db.migrate(server.owner_dsn)
-        pool = await db.create_pool(server.app_dsn)
+        pool = await db.create_pool(server.app_dsn, system_dsn=server.system_dsn)
         try:
             own = Postgres(server.owner_dsn, server.app_dsn, pool)
             settings = stack_settings(tmp_path, own, temporal_dev, outside)

@@ -194,12 +194,22 @@ async def test_token_issue(postgres: Postgres, cli: Cli) -> None:
     t = await create(cli, "Tok")
     proc = await cli("token", "issue", "--role", "viewer", "--tenant", t["name"], "--ttl", "15m")
     token = ok(proc).strip()
-    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"])
+    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="autodispatch-api")
     assert (claims["role"], claims["tenant_id"]) == ("viewer", t["tenant_id"])
     assert 14 * 60 <= claims["exp"] - claims["iat"] <= 15 * 60
     assert "expires" in proc.stderr
     system = await cli_json(cli, "token", "issue", "--role", "system")
-    assert jwt.decode(system["token"], JWT_SECRET, algorithms=["HS256"])["tenant_id"] == "system"
+    assert (
+        jwt.decode(system["token"], JWT_SECRET, algorithms=["HS256"], audience="autodispatch-api")[
+            "tenant_id"
+        ]
+        == "system"
+    )
+    # Revoked by its jti from the command line (the API then answers 401 token_revoked: tests/test_tokens.py).
+    revoked = await cli_json(cli, "token", "revoke", "--tenant", "system", "--jti", system["jti"])
+    assert revoked == {"tenant_id": "system", "revoked": system["jti"]}
+    refused(await cli("token", "revoke", "--tenant", t["name"]), "--jti J")
+    assert "every JWT" in ok(await cli("token", "revoke", "--tenant", t["name"], "--all"))
     refused(await cli("token", "issue", "--role", "system", "--tenant", t["tenant_id"]), "system")
     issued = await audit_rows(postgres.pool, t["tenant_id"], "token_issued")
     assert [r["details"]["role"] for r in issued] == ["viewer"]

@@ -52,8 +52,13 @@ async def run_worker(
 ) -> None:
     token, api_base = telegram_endpoint(settings)
     calendar = CalendarService.from_settings(calendar_root(settings), settings.google_service_account_file)
-    _, app_dsn = dsns(settings)
-    pool = await db.create_pool(app_dsn, max_size=20)
+    urls = dsns(settings)
+    pool = await db.create_pool(urls.app_login(), system_dsn=urls.system, max_size=20)
+    try:
+        await db.check_app_role(pool)
+    except db.RoleError as exc:
+        await pool.close()
+        raise SettingsError(str(exc)) from None
     bot = make_bot(token, api_base)
     client = await connect_with_retry(settings)
     # A dedicated tenant's worker serves only its own queue; Telegram's outbound queue stays with the

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from autodispatch.admin import AdminError
 from autodispatch.db import SYSTEM_TENANT, system_tx
 from autodispatch.settings import Settings
+from schemas.telegram import INT64_MAX, INT64_MIN
 
 Role = Literal["user", "viewer", "admin", "system"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -29,10 +30,10 @@ ROLES: tuple[Role, ...] = get_args(Role)
 ROLE_RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
 
 KEY_SCHEME = "adk"
-JWT_ISSUER = "autodispatch"
 # Clock skew tolerated between the token's issuer and this server.
 JWT_LEEWAY = timedelta(seconds=10)
-REQUIRED_CLAIMS = ("sub", "role", "tenant_id", "exp")
+# `ver`: the tenant's token_version when issued (revoking all of a tenant's tokens raises it).
+REQUIRED_CLAIMS = ("sub", "role", "tenant_id", "exp", "iat", "iss", "aud", "jti", "ver")
 
 
 class AuthError(Exception):
@@ -206,12 +207,20 @@ def issue_jwt(
     tenant_id: str,
     ttl: timedelta,
     now: datetime | None = None,
+    version: int = 0,
+    jti: str | None = None,
 ) -> str:
     """A signed token: RS256 with the configured private key, else HS256 with the secret."""
     issued = now or datetime.now(UTC)
+    if ttl > max_ttl(settings):
+        raise AdminError(
+            f"ttl {ttl}: at most {settings.jwt_max_ttl_days} days (AUTODISPATCH_JWT_MAX_TTL_DAYS); "
+            "use an API key for longer-lived access"
+        )
     claims = {
-        "sub": subject, "role": role, "tenant_id": tenant_id, "iss": JWT_ISSUER,
-        "iat": issued, "exp": issued + ttl, "jti": secrets.token_hex(8),
+        "sub": subject, "role": role, "tenant_id": tenant_id, "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience, "iat": issued, "exp": issued + ttl, "jti": jti or new_jti(),
+        "ver": version,
     }  # fmt: skip
     require_signing_key(settings)
     if settings.jwt_private_key_file is not None:
@@ -219,6 +228,14 @@ def issue_jwt(
         return jwt.encode(claims, key, algorithm="RS256")  # type: ignore[arg-type]
     assert settings.jwt_secret is not None
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+def new_jti() -> str:
+    return "j" + secrets.token_hex(12)
+
+
+def max_ttl(settings: Settings) -> timedelta:
+    return timedelta(days=settings.jwt_max_ttl_days)
 
 
 def _unverified_tenant(token: str) -> str | None:
@@ -255,8 +272,8 @@ def decode_jwt(settings: Settings, token: str) -> dict[str, Any]:
         )  # fmt: skip
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, keys[alg], algorithms=[alg], leeway=JWT_LEEWAY,
-            options={"require": list(REQUIRED_CLAIMS), "verify_aud": False},
+            token, keys[alg], algorithms=[alg], leeway=JWT_LEEWAY, issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience, options={"require": list(REQUIRED_CLAIMS)},
         )  # fmt: skip
     except jwt.ExpiredSignatureError as exc:
         raise AuthError(401, "token_expired", "token has expired", claimed_tenant=claimed) from exc
@@ -269,8 +286,28 @@ def decode_jwt(settings: Settings, token: str) -> dict[str, Any]:
         raise AuthError(
             401, "invalid_token", f"token lacks the {exc.claim!r} claim", claimed_tenant=claimed
         ) from exc
+    except jwt.InvalidIssuerError as exc:
+        raise AuthError(
+            401, "invalid_token", f"token issuer is not {settings.jwt_issuer!r}", claimed_tenant=claimed
+        ) from exc
+    except jwt.InvalidAudienceError as exc:
+        raise AuthError(
+            401, "invalid_token", f"token audience is not {settings.jwt_audience!r}", claimed_tenant=claimed
+        ) from exc
     except jwt.InvalidTokenError as exc:
         raise AuthError(401, "invalid_token", f"invalid token: {exc}", claimed_tenant=claimed) from exc
+    # A token minted with a longer life (a leaked signing key, an old issuer) is refused whatever it says.
+    lifetime = claims["exp"] - claims["iat"]
+    if not isinstance(lifetime, int | float) or lifetime > max_ttl(settings).total_seconds():
+        raise AuthError(
+            401, "invalid_token",
+            f"token lifetime exceeds {settings.jwt_max_ttl_days} days (AUTODISPATCH_JWT_MAX_TTL_DAYS)",
+            claimed_tenant=claimed,
+        )  # fmt: skip
+    if not isinstance(claims["jti"], str) or not claims["jti"] or not isinstance(claims["ver"], int):
+        raise AuthError(
+            401, "invalid_token", "token jti must be a string and ver a number", claimed_tenant=claimed
+        )
     for name in ("sub", "role", "tenant_id"):
         if not isinstance(claims.get(name), str) or not claims[name]:
             raise AuthError(
@@ -296,6 +333,8 @@ async def authenticate_jwt(pool: asyncpg.Pool, settings: Settings, token: str) -
         # A driver's token names the driver by chat id.
         try:
             chat_id = int(claims["sub"])
+            if not INT64_MIN <= chat_id <= INT64_MAX:
+                raise ValueError(claims["sub"])
         except ValueError:
             raise AuthError(
                 401,
@@ -305,12 +344,17 @@ async def authenticate_jwt(pool: asyncpg.Pool, settings: Settings, token: str) -
             ) from None
     async with system_tx(pool) as conn:
         tenant = await conn.fetchrow(
-            "SELECT tenant_id, status FROM tenants WHERE tenant_id = $1 OR name = $1 "
-            "ORDER BY (tenant_id = $1) DESC LIMIT 1",
-            claimed,
-        )
+            "SELECT tenant_id, status, token_version, EXISTS (SELECT 1 FROM revoked_tokens r"
+            " WHERE r.tenant_id = t.tenant_id AND r.jti = $2) AS revoked FROM tenants t"
+            " WHERE tenant_id = $1 OR name = $1 ORDER BY (tenant_id = $1) DESC LIMIT 1",
+            claimed, claims["jti"],
+        )  # fmt: skip
         if tenant is None:
             raise AuthError(401, "invalid_token", f"token names an unknown tenant {claimed!r}")
+        if tenant["revoked"] or claims["ver"] != tenant["token_version"]:
+            raise AuthError(
+                401, "token_revoked", f"token {claims['jti']} was revoked", claimed_tenant=tenant["tenant_id"]
+            )
         if (role == "system") != (tenant["tenant_id"] == SYSTEM_TENANT):
             raise AuthError(
                 401, "invalid_token", "role `system` goes with tenant 'system' only, and only it does",

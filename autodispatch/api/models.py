@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from autodispatch.admin import check_time_zone
 from autodispatch.api.auth import Role
 from autodispatch.tenants import check_currency, check_name
+from schemas.telegram import INT64_MAX, INT64_MIN
 
 DriverStatus = Literal["active", "pending", "disabled"]
 
@@ -129,7 +130,7 @@ class DriverList(BaseModel):
 
 
 class DriverCreate(_Request):
-    chat_id: int = Field(description="the driver's Telegram chat id")
+    chat_id: int = Field(description="the driver's Telegram chat id", ge=INT64_MIN, le=INT64_MAX)
     driver_name: str = Field(min_length=1, max_length=200)
     calendar_id: str = Field(min_length=1, max_length=400, description="the Google Calendar shared with us")
     time_zone: str | None = Field(default=None, description="IANA zone; default: the tenant's")
@@ -224,7 +225,10 @@ class OrderList(BaseModel):
 
 class OrderQuery(_Request):
     chat_id: int | None = Field(
-        default=None, description="one driver's orders (a `user` sees only their own)"
+        default=None,
+        description="one driver's orders (a `user` sees only their own)",
+        ge=INT64_MIN,
+        le=INT64_MAX,
     )
     status: str | None = Field(default=None, max_length=40)
     limit: int = Field(default=100, ge=1, le=500)
@@ -250,7 +254,9 @@ class ApiKeyList(BaseModel):
 class ApiKeyCreate(_Request):
     role: Role = "viewer"
     name: str = Field(default="", max_length=200)
-    chat_id: int | None = Field(default=None, description="required for role `user`: the driver")
+    chat_id: int | None = Field(
+        default=None, description="required for role `user`: the driver", ge=INT64_MIN, le=INT64_MAX
+    )
 
 
 class ApiKeyCreated(ApiKey):

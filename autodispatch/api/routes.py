@@ -26,6 +26,7 @@ from autodispatch.api.auth import AuthError, Principal, Role, authenticate
 from autodispatch.api.openapi import API_PREFIX, Endpoint, build_document
 from autodispatch.db import SYSTEM_TENANT, system_tx
 from autodispatch.settings import Settings
+from schemas.telegram import INT64_MAX, INT64_MIN
 
 log = logging.getLogger(__name__)
 # Fire-and-forget tasks kept referenced until done (the event loop holds only weak references).
@@ -81,9 +82,12 @@ class Ctx:
     def path_int(self, name: str) -> int:
         raw = self.request.match_info[name]
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
-            raise ApiError(400, "invalid_request", f"{name} must be an integer, not {raw!r}") from None
+            raise ApiError(400, "invalid_request", f"{name} must be an integer, not {raw[:40]!r}") from None
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ApiError(400, "invalid_request", f"{name} {raw[:40]} is out of range (a 64-bit integer)")
+        return value
 
     async def body(self, model: type[ModelT]) -> ModelT:
         raw = await self.request.read()

@@ -25,7 +25,7 @@ from autodispatch.texts import bt
 from bot.billing import BillingEdge, Decision
 from bot.edge import TemporalEdge
 from bot.handlers.convert import received_from
-from schemas.billing import PaymentReceived, parse_invoice_payload
+from schemas.billing import BillingSettings, PaymentReceived, parse_invoice_payload
 from schemas.telegram import outbound_task_queue
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,13 @@ async def on_subscribe(message: Message, event_update: Update, bot: Bot, edge: T
     await edge.hand_over(received, workflow="InvoiceWorkflow")
 
 
-async def check_pre_checkout(pool: asyncpg.Pool, payload: str) -> tuple[str | None, str | None]:
-    """(tenant the invoice names, refusal text key or None)."""
+async def check_pre_checkout(
+    pool: asyncpg.Pool, payload: str, billing: BillingSettings, amount: int, currency: str
+) -> tuple[str | None, str | None]:
+    """(tenant the invoice names, refusal text key or None). An invoice of an old price (the setting
+    changed since it was sent) is refused before any money moves."""
     parsed = parse_invoice_payload(payload)
-    if parsed is None:
+    if parsed is None or billing.payment_problem(amount, currency) is not None:
         return None, "checkout_invalid"
     sub, _ = parsed
     async with system_tx(pool) as conn:
@@ -53,7 +56,9 @@ async def check_pre_checkout(pool: asyncpg.Pool, payload: str) -> tuple[str | No
     return (sub.tenant_id, None) if known else (None, "checkout_unknown_chat")
 
 
-async def on_pre_checkout(query: PreCheckoutQuery, bot: Bot, edge: TemporalEdge) -> None:
+async def on_pre_checkout(
+    query: PreCheckoutQuery, bot: Bot, edge: TemporalEdge, billing: BillingSettings
+) -> None:
     lang = texts.language_for(query.from_user.language_code if query.from_user else None)
     pool = edge.routing.pool
     tenant_id: str | None = None
@@ -61,7 +66,9 @@ async def on_pre_checkout(query: PreCheckoutQuery, bot: Bot, edge: TemporalEdge)
         if pool is None:
             raise OSError("no database")
         async with asyncio.timeout(PRE_CHECKOUT_BUDGET):
-            tenant_id, refusal = await check_pre_checkout(pool, query.invoice_payload)
+            tenant_id, refusal = await check_pre_checkout(
+                pool, query.invoice_payload, billing, query.total_amount, query.currency
+            )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         # No answer means a failed payment after 10 s anyway; a clear "try again" is better.
         log.warning("pre-checkout %s not checked (%s); refusing for now", query.id, exc)
@@ -90,14 +97,19 @@ async def on_pre_checkout(query: PreCheckoutQuery, bot: Bot, edge: TemporalEdge)
             log.exception("could not audit pre-checkout %s", query.id)
 
 
-async def on_successful_payment(message: Message, bot: Bot, edge: TemporalEdge) -> None:
+async def on_successful_payment(
+    message: Message, bot: Bot, edge: TemporalEdge, billing: BillingSettings
+) -> None:
     paid = message.successful_payment
     assert paid is not None  # the filter guarantees it
     if edge.routing.pool is None:
         raise RuntimeError("no database: the payment cannot be recorded; not acknowledging the update")
     parsed = parse_invoice_payload(paid.invoice_payload)
     decision = Decision(customer_problem=f"invoice payload {paid.invoice_payload!r} is not one of ours")
-    if parsed is not None:
+    problem = billing.payment_problem(paid.total_amount, paid.currency)
+    if parsed is not None and problem is not None:
+        decision = Decision(ignored=f"not a payment for our subscription: {problem}")
+    elif parsed is not None:
         subscriber, days = parsed
         payment = PaymentReceived(
             payment_id=f"telegram:{paid.telegram_payment_charge_id}",
