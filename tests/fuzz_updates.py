@@ -24,7 +24,7 @@ _ALPHABETS = [
     "漢字かなカナ한국어中文",
     "العربيةעברית",
     "\u0301\u0308\u200b\u200c\u200d\u2060\ufeff\u202e\u00a0",  # combining marks, zero-width, RTL override
-    "\n\t\r \x0b\x1f\x7f",
+    "\n\t\r \x0b\x1f\x7f\x00",  # U+0000 too: JSON carries it, PostgreSQL cannot store it
     "٠١٢٣٤٥٦٧٨٩०१२३४५६७८९",  # digits of other scripts
 ]
 _PLACES = ["Внуково", "Шереметьево B", "Домодедово", "Курский вокзал", "Тверская 7", "Химки", "ул. Ленина, д. 5",

@@ -64,6 +64,22 @@ async def test_a_driver_who_blocked_the_bot_keeps_the_event_and_the_failed_reply
         assert "reply_sent" not in [r["action"] for r in audit]
 
 
+async def test_a_message_with_a_nul_character_is_stored_and_answered_not_redelivered_forever(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    async with running(stack_settings(tmp_path, postgres, temporal_dev, outside)) as stack:
+        chat_id, calendar_id, _ = await new_driver(stack, outside)
+        sent = send(outside, stack, chat_id, "завтра 9:30 Внуково\x00 → Тверская 7, 2500₽")
+        assert (await finished(stack, sent["update_id"])).outcome == "event_created"
+        (event,) = await events_of(outside, calendar_id)
+        assert "\x00" not in event["description"] and "Внуково → Тверская 7" in event["description"]
+        assert len(replies(outside, stack, chat_id)) == 1
+        update = next(
+            u for u in outside.telegram.updates(token_of(stack)) if u["update_id"] == sent["update_id"]
+        )
+        assert update["attempts"] == 1 and update["last_error"] is None  # stored on the first delivery
+
+
 async def test_a_429_storm_is_waited_out_as_telegram_says_and_every_order_answered_once(
     tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
 ) -> None:

@@ -86,9 +86,9 @@ async def test_ten_thousand_generated_updates_through_conversion_routing_and_the
                 g.kind, g.update["update_id"], g.chat_id
             ), where  # fmt: skip
             if g.kind in ("text", "command", "photo"):
-                assert received.text == _text_of(g), where
+                assert received.text == _text_of(g).replace("\x00", ""), where
             if g.kind == "callback":
-                assert received.callback_data == g.update["callback_query"]["data"], where
+                assert received.callback_data == g.update["callback_query"]["data"].replace("\x00", ""), where
             # What Temporal stores: the input survives the data converter's JSON.
             assert TelegramUpdateReceived.model_validate_json(received.model_dump_json()) == received, where
             if g.kind in ("text", "photo") and received.text:
