@@ -2,8 +2,10 @@
 
 The outbox row is locked for the duration of the send, so a retried attempt waits for the first one
 and then sees it sent; a worker crash after the send, or an operator's reset/replay, finds the row
-marked sent and does not send again. The only window left is a crash between Telegram's answer and
-our commit (milliseconds); the Bot API offers no way to ask whether a message went out.
+marked sent and does not send again. A commit that fails after Telegram took the message (the database
+went away meanwhile) leaves the message id with the worker, and its retry records that message instead
+of sending another. The only window left is a worker crash between Telegram's answer and our commit
+(milliseconds); the Bot API offers no way to ask whether a message went out.
 """
 
 from __future__ import annotations
@@ -179,6 +181,8 @@ class TelegramActivities:
         self.bot = bot
         self.pool = pool
         self.pacer = pacer
+        # Sent, but not yet recorded as sent: (tenant, workflow, step) -> Telegram's message id.
+        self._unrecorded: dict[tuple[str, str, str], int] = {}
 
     @activity.defn(name="send_reply")
     async def send_reply(self, req: SendReplyInput) -> ReplySent:
@@ -199,15 +203,23 @@ class TelegramActivities:
                 req.tenant_id, req.workflow_id, req.step,
             )  # fmt: skip
             assert row is not None
+            key = (req.tenant_id, req.workflow_id, req.step)
             if row["status"] == "sent":
+                self._unrecorded.pop(key, None)
                 return ReplySent(message_id=row["telegram_message_id"], already_sent=True)
-            async with self._paced(req.chat_id):
-                message_id = await self._send(req, text)
+            message_id = self._unrecorded.get(key)
+            if message_id is None:
+                async with self._paced(req.chat_id):
+                    message_id = await self._send(req, text)
+                if len(self._unrecorded) >= 10_000:  # a long outage: the oldest are the least likely back
+                    del self._unrecorded[next(iter(self._unrecorded))]
+                self._unrecorded[key] = message_id
             await conn.execute(
                 """UPDATE outbox SET status = 'sent', telegram_message_id = $4, sent_at = now()
                     WHERE tenant_id = $1 AND workflow_id = $2 AND step = $3""",
                 req.tenant_id, req.workflow_id, req.step, message_id,
             )  # fmt: skip
+        self._unrecorded.pop(key, None)  # committed
         return ReplySent(message_id=message_id)
 
     def _paced(self, chat_id: int) -> AbstractAsyncContextManager[None]:

@@ -224,8 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 # Modules that add command groups: each has add_commands(subparsers) -> {command name: handler},
 # a handler being (args, settings) -> exit code.
 COMMAND_MODULES: list[str] = [
-    "autodispatch.cli_admin", "benchmarks.cli", "autodispatch.cli_oauth", "autodispatch.cli_deadletters",
-]  # fmt: skip
+    "autodispatch.cli_admin",
+    "benchmarks.cli",
+    "autodispatch.cli_oauth",
+    "autodispatch.cli_deadletters",
+    "autodispatch.cli_backup",
+]
 
 
 COMMANDS = {

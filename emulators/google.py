@@ -293,6 +293,16 @@ class GoogleConfig:
 _Handler = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
+@dataclass
+class _Fault:
+    """A scripted answer: the next `count` calls of `method` (on `calendar_id`, if given) fail."""
+
+    method: str
+    count: int
+    status: int | str
+    calendar_id: str | None = None
+
+
 class GoogleEmulator:
     """Google Calendar v3 subset + OAuth2 endpoints in one aiohttp application."""
 
@@ -315,6 +325,7 @@ class GoogleEmulator:
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> grant id
         self._codes: dict[str, _AuthCode] = {}
         self._calls: Counter[str] = Counter()
+        self._faults: list[_Fault] = []
         self._counters: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
         self._seq = 0
@@ -437,6 +448,29 @@ class GoogleEmulator:
 
     def get_config(self) -> dict[str, Any]:
         return copy.deepcopy(self.config.__dict__)
+
+    def fail_next(
+        self, method: str, count: int = 1, status: int | str = 503, *, calendar_id: str | None = None
+    ) -> None:
+        """The next `count` calls of `method` ("events.patch", "events.delete", "events.list"...), on
+        `calendar_id` if given, fail before doing anything with `status` (503, "403rateLimitExceeded")."""
+        self._parse_fail_status(status)
+        self._faults.append(_Fault(method, int(count), status, calendar_id))
+
+    def pending_faults(self) -> int:
+        """Scripted failures not yet answered."""
+        return sum(f.count for f in self._faults)
+
+    def _scripted_failure(self, name: str, request: web.Request) -> GoogleApiError | None:
+        calendar_id = request.match_info.get("calendarId")
+        for fault in self._faults:
+            if fault.method == name and fault.calendar_id in (None, calendar_id):
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults.remove(fault)
+                self._counters["injected_failures"] += 1
+                return GoogleApiError(*self._parse_fail_status(fault.status))
+        return None
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -610,6 +644,8 @@ class GoogleEmulator:
                 await asyncio.sleep(cfg.latency_ms / 1000)
             targeted = cfg.fail_methods is None or name in cfg.fail_methods
             try:
+                if (scripted := self._scripted_failure(name, request)) is not None:
+                    raise scripted
                 if targeted and cfg.fail_rate > 0 and self._rng.random() < cfg.fail_rate:
                     self._counters["injected_failures"] += 1
                     raise self._injected_error()

@@ -565,6 +565,10 @@ class _Bot:
     allowed_updates: list[str] | None = None
     rate_window: deque[float] = field(default_factory=deque)
     chat_buckets: dict[int | str, tuple[float, float]] = field(default_factory=dict)
+    # Every error answer of a Bot API call: method, chat, code, description, retry_after, time.
+    refused: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=10_000))
+    # A 429's flood wait per request (method, chat, text): until when a repeat of it is too early.
+    flood_waits: dict[tuple[str, int | str | None, str], float] = field(default_factory=dict)
 
     def user(self) -> dict[str, Any]:
         return {"id": self.bot_id, "is_bot": True, "first_name": self.first_name, "username": self.username}
@@ -581,6 +585,28 @@ class TelegramConfig:
     webhook_retry_min: float = 0.05
     webhook_retry_max: float = 1.0
     webhook_timeout: float = 10.0
+
+
+@dataclass
+class _Fault:
+    """A scripted answer: the next `count` matching sends fail with `code`, whatever the rates say."""
+
+    code: int
+    count: int
+    chat_id: int | None = None
+    methods: frozenset[str] = SENDING_METHODS
+    retry_after: int | None = None
+
+    def matches(self, method: str, chat_id: int | str | None) -> bool:
+        return method in self.methods and (self.chat_id is None or self.chat_id == chat_id)
+
+    def error(self) -> TelegramError:
+        if self.code == 429:
+            after = self.retry_after or 1
+            return TelegramError(429, f"Too Many Requests: retry after {after}", retry_after=after)
+        if self.code == 403:
+            return TelegramError(403, "Forbidden: bot was blocked by the user")
+        return TelegramError(self.code, "Internal Server Error" if self.code == 500 else "Bad Gateway")
 
 
 async def _wait_until(
@@ -636,6 +662,7 @@ class TelegramEmulator:
         )
         self._rng = random.Random(seed)
         self._bots: dict[str, _Bot] = {}
+        self._faults: list[_Fault] = []
         self._stats: Counter[str] = Counter()
         self._method_calls: Counter[str] = Counter()
         self._sent_signal = asyncio.Event()
@@ -736,6 +763,8 @@ class TelegramEmulator:
             "redeliveries": self._stats["redeliveries"],
             "webhook_errors": self._stats["webhook_errors"],
             "errors": self._stats["errors"],
+            # Repeats of a request within the flood wait its 429 named: a client not honouring retry_after.
+            "early_retries": self._stats["early_retries"],
             "bots": len(self._bots),
         }
 
@@ -751,6 +780,7 @@ class TelegramEmulator:
             webhook_retry_min=keep[0], webhook_retry_max=keep[1], webhook_timeout=keep[2]
         )
         self._rng = random.Random(None)
+        self._faults.clear()
         self._stats.clear()
         self._method_calls.clear()
 
@@ -779,6 +809,28 @@ class TelegramEmulator:
             bot.blocked.add(int(chat_id))
         else:
             bot.blocked.discard(int(chat_id))
+
+    def fail_next(
+        self,
+        code: int,
+        count: int = 1,
+        *,
+        chat_id: int | None = None,
+        methods: list[str] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """The next `count` sends (sendMessage, edits, invoices; or `methods`), to `chat_id` if given,
+        answer `code`: 500/502 (Telegram's outage), 429 with `retry_after`, 403 (blocked)."""
+        names = frozenset(m.lower() for m in methods) if methods else SENDING_METHODS
+        self._faults.append(_Fault(int(code), int(count), chat_id, names, retry_after))
+
+    def pending_faults(self) -> int:
+        """Scripted failures not yet answered."""
+        return sum(f.count for f in self._faults)
+
+    def refused(self, token: str, chat_id: int | None = None) -> list[dict[str, Any]]:
+        """The bot's calls that got an error answer (a 403, 429, 5xx...), in order."""
+        return [dict(r) for r in self._bot(token).refused if chat_id is None or r["chat_id"] == chat_id]
 
     def user_sends(self, token: str, chat_id: int, text: str | None = None, **kw: Any) -> dict[str, Any]:
         """A user writes to the bot. Keywords: from_user (or "from"), caption, photo, document, sticker, voice,
@@ -1161,6 +1213,7 @@ class TelegramEmulator:
         if not TOKEN_RE.match(token):
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
         bot = self._bot(token)
+        params: dict[str, Any] = {}
         try:
             if bot.revoked:
                 raise TelegramError(401, "Unauthorized")
@@ -1168,6 +1221,7 @@ class TelegramEmulator:
             result, description = await self._call(bot, method, params)
         except TelegramError as err:
             self._stats["errors"] += 1
+            self._refuse(bot, method, params, err)
             return web.json_response(err.to_json(), status=err.code)
         body: dict[str, Any] = {"ok": True, "result": result}
         if description:
@@ -1203,9 +1257,54 @@ class TelegramEmulator:
         name = method.lower()
         self._method_calls[handler.__name__.removeprefix("_m_")] += 1
         if name in SENDING_METHODS:
+            self._check_flood_wait(bot, name, params)
+            self._scripted_failure(name, params)
             self._maybe_inject_failure()
             self._check_rate(bot, params)
         return await handler(bot, params)
+
+    @staticmethod
+    def _chat_of(params: dict[str, Any]) -> int | str | None:
+        try:
+            return _p_chat_id(params)
+        except TelegramError:
+            return None
+
+    @classmethod
+    def _request_key(cls, method: str, params: dict[str, Any]) -> tuple[str, int | str | None, str]:
+        return (method.lower(), cls._chat_of(params), str(params.get("text", "")))
+
+    def _refuse(self, bot: _Bot, method: str, params: dict[str, Any], err: TelegramError) -> None:
+        now = time.monotonic()
+        bot.refused.append(
+            {"method": method, "chat_id": self._chat_of(params), "code": err.code,
+             "description": err.description, "retry_after": err.retry_after, "ts": time.time()}
+        )  # fmt: skip
+        if err.retry_after is not None:
+            if len(bot.flood_waits) > 10_000:  # forget waits long over (a load test's storm)
+                bot.flood_waits = {k: t for k, t in bot.flood_waits.items() if t > now}
+            bot.flood_waits[self._request_key(method, params)] = now + err.retry_after
+
+    def _check_flood_wait(self, bot: _Bot, method: str, params: dict[str, Any]) -> None:
+        """Telegram answers a request repeated before its retry_after is up with another 429."""
+        key = self._request_key(method, params)
+        until = bot.flood_waits.pop(key, None)
+        now = time.monotonic()
+        if until is not None and now < until:
+            self._stats["early_retries"] += 1
+            self._too_many(max(1, math.ceil(until - now)))
+
+    def _scripted_failure(self, method: str, params: dict[str, Any]) -> None:
+        chat = self._chat_of(params)
+        for fault in self._faults:
+            if fault.matches(method, chat):
+                fault.count -= 1
+                if fault.count <= 0:
+                    self._faults.remove(fault)
+                self._stats["injected_failures"] += 1
+                if fault.code == 429:
+                    self._stats["too_many_requests"] += 1
+                raise fault.error()
 
     def _maybe_inject_failure(self) -> None:
         cfg = self.config

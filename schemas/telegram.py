@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 # "photo": a picture (a photo, or an image sent as a file) whose text is read with OCR; its caption is `text`.
 MessageKind = Literal["text", "command", "unsupported", "callback", "photo"]
@@ -61,6 +61,13 @@ class TelegramUpdateReceived(BaseModel):
     reply_to_message_id: int | None = None  # the message this one replies to (an order's card?)
     forwarded_from: str | None = None  # who wrote a forwarded message (a dispatcher, a client)
     file_id: str | None = None  # the picture of a "photo" message (Telegram's file id, fetched with getFile)
+
+    @field_validator("text", "sender_name", "callback_data", "forwarded_from", mode="before")
+    @classmethod
+    def _without_nul(cls, value: object) -> object:
+        # U+0000 means nothing in a message, and PostgreSQL cannot store it (text or jsonb): kept, it
+        # would make the update one the inbox can never take, redelivered forever.
+        return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 def outbound_task_queue(bot_id: int) -> str:

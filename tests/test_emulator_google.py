@@ -776,3 +776,25 @@ async def test_long_list_query_uses_method_override(emu: GoogleEmulator, service
     result = await run(req)
     assert [e["id"] for e in result["items"]] == ["long00001"]
     assert emu.stats()["methods"]["events.list"] == 1
+
+
+async def test_scripted_failures_hit_the_named_method_and_calendar_only(
+    emu: GoogleEmulator, service: Any
+) -> None:
+    body = event_body("order00040", "2025-03-01T10:00:00Z", "2025-03-01T11:00:00Z")
+    await run(service.events().insert(calendarId=DRIVER_CAL, body=body))
+    emu.fail_next("events.delete", 2, 503, calendar_id=DRIVER_CAL)
+    emu.fail_next("events.list", 1, "403rateLimitExceeded")
+    assert emu.pending_faults() == 3
+    err = await http_error(service.events().list(calendarId=DRIVER_CAL))
+    assert (err.resp.status, reason(err)) == (403, "rateLimitExceeded")
+    assert await run(
+        service.events().patch(calendarId=DRIVER_CAL, eventId="order00040", body={"summary": "x"})
+    )
+    for _ in range(2):
+        err = await http_error(service.events().delete(calendarId=DRIVER_CAL, eventId="order00040"))
+        assert err.resp.status == 503
+    assert emu.pending_faults() == 0
+    await run(service.events().delete(calendarId=DRIVER_CAL, eventId="order00040"))
+    with pytest.raises(ValueError):
+        emu.fail_next("events.list", 1, "nonsense")

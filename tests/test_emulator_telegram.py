@@ -625,3 +625,27 @@ async def test_photo_and_image_document_are_fetched_with_get_file(
     emu.revoke_token(TOKEN)
     async with http.get(f"{emu.base_url}/file/bot{TOKEN}/{info.file_path}") as resp:
         assert resp.status == 401
+
+
+async def test_scripted_failures_refusals_and_early_retries(emu: TelegramEmulator, bot: Bot) -> None:
+    emu.user_sends(TOKEN, CHAT, "hi")
+    emu.user_sends(TOKEN, CHAT + 1, "hi")
+    emu.fail_next(502, 1, chat_id=CHAT)
+    emu.fail_next(429, 1, chat_id=CHAT, methods=["sendMessage"], retry_after=30)
+    await bot.send_message(CHAT + 1, "another chat is not targeted")
+    with pytest.raises(TelegramServerError):
+        await bot.send_message(CHAT, "one")
+    with pytest.raises(TelegramRetryAfter) as caught:
+        await bot.send_message(CHAT, "one")
+    assert caught.value.retry_after == 30 and emu.pending_faults() == 0
+    # The same request again before its retry_after is up: Telegram's 429 again, counted as early.
+    with pytest.raises(TelegramRetryAfter):
+        await bot.send_message(CHAT, "one")
+    await bot.send_message(CHAT, "a different message is not a repeat")
+    assert emu.stats()["early_retries"] == 1
+    assert [r["code"] for r in emu.refused(TOKEN, CHAT)] == [502, 429, 429]
+    assert emu.refused(TOKEN, CHAT)[1]["retry_after"] == 30
+    emu.set_blocked(TOKEN, CHAT)
+    with pytest.raises(TelegramForbiddenError):
+        await bot.send_message(CHAT, "blocked")
+    assert emu.refused(TOKEN, CHAT)[-1]["code"] == 403
