@@ -70,6 +70,12 @@ class AppPool(asyncpg.Pool):
             if system is not None:
                 await system.close()
 
+    def terminate(self) -> None:
+        system = getattr(self, "system", None)
+        super().terminate()
+        if system is not None:
+            system.terminate()
+
 
 async def create_pool(
     dsn: str, *, system_dsn: str | None = None, min_size: int = 1, max_size: int = 10

@@ -17,7 +17,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,6 +506,8 @@ class Stack:
         print("\n".join(lines), flush=True)
 
     async def stop(self) -> None:
+        """Every part stops within its own bound: a part that hangs is named in the log and left behind,
+        so Ctrl-C, a redeploy or a test's teardown never waits forever."""
         for name in list(self.health.components):
             self.health.set(name, False)
         stop_polling = getattr(self, "_stop_polling", None)
@@ -515,23 +517,27 @@ class Stack:
             if task.get_name() in ("polling", "redelivery"):
                 task.cancel()
         if self.relay is not None:
-            await self.relay.stop()
-        await asyncio.to_thread(self._stop_worker_processes)
+            await _within("the inbox relay", self.relay.stop(), 15)
+        await _within("the worker processes", asyncio.to_thread(self._stop_worker_processes), 60)
         if self._workers is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._workers.shutdown(), timeout=20)
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+            await _within("the worker", self._workers.shutdown(), 20)
+        if self._tasks:
+            ended, hanging = await asyncio.wait(self._tasks, timeout=10)
+            for task in ended:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("stopping: task %s had failed: %r", task.get_name(), task.exception())
+            for task in hanging:
+                log.warning("stopping: task %s did not end within 10 s; cancelled", task.get_name())
+                task.cancel()
         if self._http is not None:
-            await self._http.cleanup()
+            await _within("the HTTP server", self._http.cleanup(), 10)
         if self.bot is not None:
-            await self.bot.session.close()
+            await _within("the bot's session", self.bot.session.close(), 5)
         for emulator in (self.telegram_emulator, self.google_emulator):
             if emulator is not None:
-                await emulator.stop()
-        if self.pool is not None:
-            await self.pool.close()
+                await _within("an emulator", emulator.stop(), 10)
+        if self.pool is not None and not await _within("the database pool", self.pool.close(), 10):
+            self.pool.terminate()
         if self.temporal is not None:
             self.temporal.stop()
         if self.postgres is not None:
@@ -547,6 +553,19 @@ class Stack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+async def _within(what: str, step: Awaitable[object], seconds: float) -> bool:
+    """Await one part of the shutdown for at most `seconds`; False (and a log line) if it did not end."""
+    try:
+        async with asyncio.timeout(seconds):
+            await step
+    except TimeoutError:
+        log.warning("stopping: %s did not stop within %.0f s; going on without it", what, seconds)
+        return False
+    except Exception as exc:  # a part that fails while stopping must not keep the others running
+        log.warning("stopping: %s failed: %r", what, exc)
+    return True
 
 
 async def run_until_signalled(stack: Stack) -> None:

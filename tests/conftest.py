@@ -238,3 +238,24 @@ def stack_settings(
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+# A test still running after this long is probably stuck: its asyncio tasks' stacks go to stderr (and so
+# into the test's report), which pytest-timeout's thread dump cannot show.
+STUCK_AFTER = 150.0
+
+
+def _dump_tasks(test: str) -> None:
+    import sys
+
+    print(f"\n=== {test} still running after {STUCK_AFTER:.0f} s: its asyncio tasks ===", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def report_stuck_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    watch = asyncio.get_running_loop().call_later(STUCK_AFTER, _dump_tasks, request.node.nodeid)
+    yield
+    watch.cancel()

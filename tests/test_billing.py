@@ -840,7 +840,9 @@ async def test_renewal_extends_the_period_and_a_disabled_driver_stays_disabled(
                 # time-skipping test server can hold a query to a run whose first task is not done.
                 async with system_tx(postgres.pool) as conn:
                     until = await conn.fetchval(
-                        "SELECT paid_until FROM subscriptions WHERE tenant_id = $1 AND chat_id = $2", tenant, chat
+                        "SELECT paid_until FROM subscriptions WHERE tenant_id = $1 AND chat_id = $2",
+                        tenant,
+                        chat,
                     )
                 return until == first.paid_until + timedelta(days=30)
 
