@@ -39,25 +39,45 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+async def _accept(request: web.Request, dp: Dispatcher, bot: Bot, secret: str) -> web.Response:
+    given = request.headers.get(SECRET_HEADER, "")
+    if not hmac.compare_digest(given.encode(), secret.encode()):
+        log.warning("webhook call with a wrong or missing secret token from %s", request.remote)
+        return _error(401, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
+    try:
+        update = Update.model_validate(await request.json(), context={"bot": bot})
+    except (ValueError, ValidationError) as exc:
+        return _error(400, f"not a Telegram update: {exc}")
+    try:
+        await dp.feed_update(bot, update)
+    except Exception:
+        # Not acknowledged: Telegram delivers the update again later, nothing is lost.
+        log.exception("update %s not handed over; answering 503 so Telegram retries", update.update_id)
+        return _error(503, "temporarily unable to accept the update")
+    return web.json_response({})
+
+
 def add_webhook_route(app: web.Application, *, dp: Dispatcher, bot: Bot, secret: str) -> None:
     async def webhook(request: web.Request) -> web.Response:
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), secret.encode()):
-            log.warning("webhook call with a wrong or missing secret token from %s", request.remote)
-            return _error(401, "wrong or missing X-Telegram-Bot-Api-Secret-Token")
-        try:
-            update = Update.model_validate(await request.json(), context={"bot": bot})
-        except (ValueError, ValidationError) as exc:
-            return _error(400, f"not a Telegram update: {exc}")
-        try:
-            await dp.feed_update(bot, update)
-        except Exception:
-            # Not acknowledged: Telegram delivers the update again later, nothing is lost.
-            log.exception("update %s not handed over; answering 503 so Telegram retries", update.update_id)
-            return _error(503, "temporarily unable to accept the update")
-        return web.json_response({})
+        return await _accept(request, dp, bot, secret)
 
     app.router.add_post(WEBHOOK_PATH, webhook)
+
+
+def add_fleet_webhook_route(
+    app: web.Application, *, dp: Dispatcher, served: Callable[[int], tuple[Bot, str] | None]
+) -> None:
+    """POST /telegram/webhook/<bot id>: the tenants' own bots, each with its own secret. `served` gives
+    the bot and its secret while this process serves it; a bot not (or no longer) served is 404."""
+
+    async def webhook(request: web.Request) -> web.Response:
+        raw = request.match_info["bot_id"]
+        found = served(int(raw)) if raw.isdigit() else None
+        if found is None:
+            return _error(404, f"no bot {raw} is served here")
+        return await _accept(request, dp, *found)
+
+    app.router.add_post(WEBHOOK_PATH + "/{bot_id}", webhook)
 
 
 def add_health_route(app: web.Application, health: Health) -> None:

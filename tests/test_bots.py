@@ -1,0 +1,185 @@
+"""Each fleet its own bot (docs/bots.md), end to end on the real stack: the default bot and tenants' own
+bots in the Telegram emulator, registered while the stack runs, each with its own webhook, token and
+send budget; a revoked token pauses its bot only."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.service import RPCError, RPCStatusCode
+
+from autodispatch import admin, bots
+from autodispatch.admin import AdminError
+from autodispatch.embedded import EmbeddedTemporal
+from autodispatch.oauth import generate_key
+from autodispatch.onboarding_admin import get_onboarding
+from autodispatch.stack import Stack
+from bot.server import SECRET_HEADER, WEBHOOK_PATH
+from schemas.telegram import main_workflow_id
+from tests.conftest import Outside, Postgres, new_bot_token, stack_settings, until
+from tests.test_e2e import audit_actions, new_driver, running, send
+from workflows.main import MainWorkflow
+
+pytestmark = pytest.mark.e2e
+
+ORDER = "завтра 9:30 Внуково → Тверская 7, 2500₽"
+
+
+def user_writes(outside: Outside, token: str, chat_id: int, text: str) -> dict:
+    return outside.telegram.user_sends(
+        token, chat_id, text, from_user={"id": chat_id, "first_name": "Ivan", "language_code": "ru"}
+    )
+
+
+async def outcome(stack: Stack, bot_id: int, update_id: int, timeout: float = 90.0) -> str:
+    assert stack.client is not None
+    handle = stack.client.get_workflow_handle_for(MainWorkflow.run, main_workflow_id(bot_id, update_id))
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                return (await handle.result()).outcome
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+def texts_to(outside: Outside, token: str, chat_id: int) -> list[str]:
+    return [m["text"] for m in outside.telegram.sent(token, chat_id) if m["method"] == "sendMessage"]
+
+
+async def register(stack: Stack, tenant: str, token: str) -> dict:
+    """`bot add` while the stack runs; returns once the stack serves the bot (no restart)."""
+    assert stack.pool is not None and stack.fleet is not None
+    row = await bots.add_bot(
+        stack.pool, stack.settings, tenant, token, api_base=stack.settings.telegram_api_base, source="cli",
+        actor="test",
+    )  # fmt: skip
+    await until(lambda: stack.fleet.lookup(row["bot_id"]), what="the new bot served")  # type: ignore[union-attr]
+    return row
+
+
+async def test_a_fleets_own_bot_serves_its_drivers_and_no_one_elses(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    settings = stack_settings(tmp_path, postgres, temporal_dev, outside, oauth_token_keys=generate_key())
+    default_token = settings.telegram_bot_token.get_secret_value()  # type: ignore[union-attr]
+    async with running(settings) as stack:
+        chat_a, _, tenant_a = await new_driver(stack, outside)  # on the default bot only
+        chat_b, _, tenant_b = await new_driver(stack, outside)
+        token_b = new_bot_token()
+        row = await register(stack, tenant_b, token_b)
+        bot_b = row["bot_id"]
+        assert row["username"] == f"bot{bot_b}_bot" and row["status"] == "active"
+
+        # Its own webhook path and secret, set by the stack; its own command menu.
+        hook = outside.telegram.webhook_info(token_b)
+        assert hook["url"] == f"http://{settings.http_host}:{settings.http_port}{WEBHOOK_PATH}/{bot_b}"
+        assert outside.telegram.webhook_info(default_token)["url"].endswith(WEBHOOK_PATH)
+        async with httpx.AsyncClient() as http:
+            menu = (await http.get(f"{outside.telegram.base_url}/_emulator/bots/{token_b}/commands")).json()
+            forged = await http.post(
+                f"{stack.sandbox.http}{WEBHOOK_PATH}/{bot_b}",
+                json={"update_id": 1, "message": {}},
+                headers={SECRET_HEADER: settings.telegram_webhook_secret.get_secret_value()},  # type: ignore[union-attr]
+            )
+        assert {c["command"] for c in menu[0]["commands"]} >= {"today", "help"}
+        assert forged.status_code == 401  # the default bot's secret does not open another bot's webhook
+
+        # B's driver on B's bot: B's order, the reply sent with B's token.
+        sent = user_writes(outside, token_b, chat_b, ORDER)
+        assert await outcome(stack, bot_b, sent["update_id"]) == "event_created"
+        (card,) = texts_to(outside, token_b, chat_b)
+        assert "✅" in card
+        assert texts_to(outside, default_token, chat_b) == []
+        assert await audit_actions(stack, tenant_b, "event_created")
+
+        # A's driver writing to B's bot is a stranger there, answered by B's bot; on the default bot, A's.
+        stray = user_writes(outside, token_b, chat_a, ORDER)
+        assert await outcome(stack, bot_b, stray["update_id"]) == "unknown_chat"
+        (refusal,) = texts_to(outside, token_b, chat_a)
+        assert str(chat_a) in refusal
+        assert await audit_actions(stack, tenant_a, "event_created") == []
+        home = send(outside, stack, chat_a, ORDER)
+        assert await outcome(stack, stack.bot.id, home["update_id"]) == "event_created"  # type: ignore[union-attr]
+
+        # B's invite link names B's bot.
+        assert stack.pool is not None
+        link = (await get_onboarding(stack.pool, settings, tenant_b))["deep_link"]
+        assert link is None or link.startswith(f"https://t.me/bot{bot_b}_bot?start=")
+
+        # One bot, one tenant; and a token Telegram refuses is not stored.
+        other, _, _ = await new_driver(stack, outside)
+        with pytest.raises(admin.AdminError, match="another tenant"):
+            await bots.add_bot(
+                stack.pool, settings, (await _tenant_of(stack, other)), token_b,
+                api_base=settings.telegram_api_base, source="cli", actor="test",
+            )  # fmt: skip
+        revoked = new_bot_token()
+        outside.telegram.revoke_token(revoked)
+        with pytest.raises(AdminError, match="401"):
+            await bots.add_bot(
+                stack.pool, settings, tenant_b, revoked, api_base=settings.telegram_api_base, source="cli",
+                actor="test",
+            )  # fmt: skip
+
+        # Removed: no longer served, Telegram's deliveries to its path are refused.
+        await bots.remove_bot(stack.pool, settings, tenant_b, str(bot_b), source="cli", actor="test")
+        await until(lambda: stack.fleet.lookup(bot_b) is None, what="the bot no longer served")  # type: ignore[union-attr]
+        async with httpx.AsyncClient() as http:
+            gone = await http.post(f"{stack.sandbox.http}{WEBHOOK_PATH}/{bot_b}", json={"update_id": 2})
+        assert gone.status_code == 404
+
+
+async def _tenant_of(stack: Stack, chat_id: int) -> str:
+    assert stack.pool is not None
+    rows = await admin.list_drivers(stack.pool)
+    return next(r["tenant_id"] for r in rows if r["chat_id"] == chat_id)
+
+
+async def test_a_revoked_token_pauses_that_bot_only_and_the_new_token_resumes_it(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    settings = stack_settings(
+        tmp_path, postgres, temporal_dev, outside, oauth_token_keys=generate_key(), telegram_mode="polling"
+    )
+    async with running(settings) as stack:
+        chat_b, _, tenant_b = await new_driver(stack, outside)
+        chat_c, _, tenant_c = await new_driver(stack, outside)
+        token_b, token_c = new_bot_token(), new_bot_token()
+        bot_b = (await register(stack, tenant_b, token_b))["bot_id"]
+        bot_c = (await register(stack, tenant_c, token_c))["bot_id"]
+
+        outside.telegram.revoke_token(token_b)  # /revoke in @BotFather: the polling sees 401
+        assert stack.pool is not None
+        paused = await until(lambda: _status(stack, tenant_b), what="the bot paused", timeout=60)
+        assert paused["status"] == "paused" and "Unauthorized" in paused["paused_reason"]
+        (audited,) = await audit_actions(stack, tenant_b, "bot_paused")
+        assert audited["details"]["bot_id"] == bot_b
+        await until(lambda: stack.fleet.lookup(bot_b) is None, what="the bot no longer served")  # type: ignore[union-attr]
+
+        # The others keep running: tenant C's bot and the default bot.
+        sent = user_writes(outside, token_c, chat_c, ORDER)
+        assert await outcome(stack, bot_c, sent["update_id"]) == "event_created"
+        assert (await bots.list_bots(stack.pool, settings, tenant_c))[0]["status"] == "active"
+
+        # The new token from @BotFather keeps the bot id: registering it resumes the bot, and what its
+        # driver wrote meanwhile is handled.
+        new_token = f"{bot_b}:{uuid.uuid4().hex}"
+        waiting = user_writes(outside, new_token, chat_b, ORDER)
+        resumed = await register(stack, tenant_b, new_token)
+        assert resumed["bot_id"] == bot_b and resumed["status"] == "active"
+        assert await outcome(stack, bot_b, waiting["update_id"]) == "event_created"
+        assert len(texts_to(outside, new_token, chat_b)) == 1
+        (replaced,) = await audit_actions(stack, tenant_b, "bot_token_replaced")
+        assert replaced["details"]["resumed"] is True
+
+
+async def _status(stack: Stack, tenant: str) -> dict | None:
+    assert stack.pool is not None
+    (row,) = await bots.list_bots(stack.pool, stack.settings, tenant)
+    return row if row["status"] == "paused" else None
