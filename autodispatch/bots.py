@@ -226,18 +226,26 @@ async def bot_tenants(pool: asyncpg.Pool) -> dict[int, str]:
     return {r["bot_id"]: r["tenant_id"] for r in rows}
 
 
-async def rotate_bot_tokens(pool: asyncpg.Pool, settings: Settings) -> int:
-    """Re-encrypt every bot token and secret under the newest key (after adding a key in front)."""
+async def rotate_bot_tokens(pool: asyncpg.Pool, settings: Settings) -> tuple[int, list[int]]:
+    """Re-encrypt every bot token and secret under the newest key (after adding a key in front).
+    Returns (re-encrypted, ids of bots no key decrypts: left as they are, to be registered again)."""
     cipher = bot_cipher(settings)
-    changed = 0
+    changed, lost = 0, []
     async with system_tx(pool) as conn:
         for r in await conn.fetch("SELECT bot_id, token, webhook_secret FROM tenant_bots FOR UPDATE"):
+            try:
+                token, secret = cipher.rotate(r["token"]), cipher.rotate(r["webhook_secret"])
+            except InvalidToken:
+                lost.append(r["bot_id"])
+                continue
             await conn.execute(
                 "UPDATE tenant_bots SET token = $2, webhook_secret = $3 WHERE bot_id = $1",
-                r["bot_id"], cipher.rotate(r["token"]), cipher.rotate(r["webhook_secret"]),
-            )  # fmt: skip
+                r["bot_id"],
+                token,
+                secret,
+            )
             changed += 1
-    return changed
+    return changed, lost
 
 
 class BotDirectory:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from typing import Any
 
 from autodispatch.settings import Settings
@@ -52,8 +53,11 @@ def cmd_bots(args: argparse.Namespace, settings: Settings) -> int:
                     why = f"\t{r['paused_reason']}" if r["status"] == "paused" else ""
                     print(f"{r['tenant_id']}\t@{r['username']}\t{r['bot_id']}\t{r['status']}{why}")
             else:
-                changed = await bots.rotate_bot_tokens(pool, settings)
+                changed, lost = await bots.rotate_bot_tokens(pool, settings)
                 print(f"re-encrypted {changed} bot token(s) under the newest key")
+                if lost:
+                    print(f"no key decrypts the token of bot(s) {', '.join(map(str, lost))}: register them "
+                          "again with `bot add`", file=sys.stderr)  # fmt: skip
         return 0
 
     return asyncio.run(run())

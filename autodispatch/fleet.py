@@ -134,7 +134,7 @@ class BotFleet:
             }
             for bot_id, served in list(self.served.items()):
                 if wanted.get(bot_id) != served.config:
-                    await self._stop(bot_id)
+                    await self._stop(bot_id, removed=bot_id not in wanted)
             for bot_id, config in wanted.items():
                 if bot_id not in self.served:
                     await self._start(config)
@@ -179,9 +179,13 @@ class BotFleet:
             self.relay_bot_ids.append(config.bot_id)
         log.info("serving @%s (%s) of tenant %s", config.username, config.bot_id, config.tenant_id)
 
-    async def _stop(self, bot_id: int) -> None:
+    async def _stop(self, bot_id: int, removed: bool = False) -> None:
         served = self.served.pop(bot_id)
         served.stop_polling.set()
+        if removed and self.dp is not None and self.webhook_url is not None:
+            # Removed (or paused): Telegram should stop calling a path nobody serves any more.
+            with contextlib.suppress(TelegramAPIError):
+                await served.bot.delete_webhook(drop_pending_updates=False)
         if served.worker is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(served.worker.shutdown(), timeout=20)

@@ -5,22 +5,35 @@ send budget; a revoked token pauses its bot only."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import ActivityEnvironment
 
+from activities.calendar import CalendarService
+from activities.onboarding import OnboardingActivities
+from activities.telegram import TelegramActivities
 from autodispatch import admin, bots
 from autodispatch.admin import AdminError
+from autodispatch.db import system_tx
 from autodispatch.embedded import EmbeddedTemporal
 from autodispatch.oauth import generate_key
 from autodispatch.onboarding_admin import get_onboarding
 from autodispatch.stack import Stack
+from bot.dispatcher import make_bot
 from bot.server import SECRET_HEADER, WEBHOOK_PATH
-from schemas.telegram import main_workflow_id
-from tests.conftest import Outside, Postgres, new_bot_token, stack_settings, until
+from schemas.onboarding import ResolveTenantInput
+from schemas.telegram import SendReplyInput, main_workflow_id
+from tests.api_fixtures import add_tenant_driver, api_settings, audit_rows, bearer, new_tenant, start_api
+from tests.conftest import Outside, Postgres, add_driver, new_bot_token, stack_settings, until
 from tests.test_e2e import audit_actions, new_driver, running, send
 from workflows.main import MainWorkflow
 
@@ -133,6 +146,8 @@ async def test_a_fleets_own_bot_serves_its_drivers_and_no_one_elses(
         async with httpx.AsyncClient() as http:
             gone = await http.post(f"{stack.sandbox.http}{WEBHOOK_PATH}/{bot_b}", json={"update_id": 2})
         assert gone.status_code == 404
+        # Telegram is told to stop delivering to it.
+        await until(lambda: outside.telegram.webhook_info(token_b)["url"] == "", what="the webhook deleted")
 
 
 async def _tenant_of(stack: Stack, chat_id: int) -> str:
@@ -183,3 +198,137 @@ async def _status(stack: Stack, tenant: str) -> dict | None:
     assert stack.pool is not None
     (row,) = await bots.list_bots(stack.pool, stack.settings, tenant)
     return row if row["status"] == "paused" else None
+
+
+# -- without the stack: the API, the CLI, the send activity, onboarding on a fleet's bot -------------
+async def test_the_admin_api_registers_lists_and_removes_a_tenants_bot(
+    postgres: Postgres, outside: Outside
+) -> None:
+    api = await start_api(
+        postgres.pool, oauth_token_keys=generate_key(), telegram_api_base=outside.telegram.base_url
+    )
+    try:
+        own = await new_tenant(postgres.pool, api.settings)
+        other = await new_tenant(postgres.pool, api.settings)
+        token = new_bot_token()
+        path = f"/api/v1/tenants/{own.tenant_id}/bots"
+        created = await api.client.post(path, json={"token": token}, headers=bearer(own.admin_key))
+        assert created.status == 201, await created.text()
+        body = await created.json()
+        assert body["status"] == "active" and body["webhook_path"] == f"{WEBHOOK_PATH}/{body['bot_id']}"
+        assert token not in json.dumps(body)
+        listed = await (await api.client.get(path, headers=bearer(own.admin_key))).json()
+        assert [b["bot_id"] for b in listed["items"]] == [body["bot_id"]]
+        # Another tenant's admin neither sees it nor can take it.
+        theirs = f"/api/v1/tenants/{other.tenant_id}/bots"
+        assert (await api.client.get(path, headers=bearer(other.admin_key))).status == 403
+        taken = await api.client.post(theirs, json={"token": token}, headers=bearer(other.admin_key))
+        assert taken.status == 409
+        # The token is stored encrypted, never in plain text.
+        async with system_tx(postgres.pool) as conn:
+            stored = await conn.fetchval("SELECT token FROM tenant_bots WHERE bot_id = $1", body["bot_id"])
+        assert token not in stored and bots.bot_cipher(api.settings).decrypt(stored)[0] == token
+        outside.telegram.revoke_token(refused := new_bot_token())
+        bad = await api.client.post(path, json={"token": refused}, headers=bearer(own.admin_key))
+        assert bad.status == 400 and "401" in (await bad.json())["error"]["message"]
+        gone = await api.client.delete(f"{path}/{body['bot_id']}", headers=bearer(own.admin_key))
+        assert gone.status == 204
+        assert (await (await api.client.get(path, headers=bearer(own.admin_key))).json())["items"] == []
+        assert [
+            r["action"] for r in await audit_rows(postgres.pool, own.tenant_id) if "bot" in r["action"]
+        ] == [
+            "bot_added",
+            "bot_removed",
+        ]
+    finally:
+        await api.client.close()
+
+
+async def test_a_send_refused_with_401_pauses_the_bot_and_waits_instead_of_failing(
+    postgres: Postgres, outside: Outside
+) -> None:
+    settings = api_settings(oauth_token_keys=generate_key())
+    tenant = await new_tenant(postgres.pool, settings)
+    chat_id = await add_tenant_driver(postgres.pool, tenant.tenant_id)
+    token = new_bot_token()
+    row = await bots.add_bot(
+        postgres.pool, settings, tenant.tenant_id, token, api_base=outside.telegram.base_url, source="cli",
+        actor="test",
+    )  # fmt: skip
+    outside.telegram.add_chat(token, chat_id)
+    outside.telegram.revoke_token(token)
+    bot = make_bot(token, outside.telegram.base_url)
+
+    async def revoked(reason: str) -> None:
+        await bots.pause_bot(postgres.pool, row["bot_id"], reason)
+
+    acts = TelegramActivities(bot, postgres.pool, revoked=revoked)
+    req = SendReplyInput(
+        tenant_id=tenant.tenant_id, workflow_id=f"wf-{uuid.uuid4()}", step="reply", chat_id=chat_id, text="hi"
+    )
+    try:
+        with pytest.raises(ApplicationError) as paused:
+            await ActivityEnvironment().run(acts.send_reply, req)
+    finally:
+        await bot.session.close()
+    # Retried later (the reply waits in the bot's queue), not given up.
+    assert paused.value.type == "TelegramBotPaused" and not paused.value.non_retryable
+    assert paused.value.next_retry_delay is not None
+    (listed,) = await bots.list_bots(postgres.pool, settings, tenant.tenant_id)
+    assert listed["status"] == "paused" and "Unauthorized" in listed["paused_reason"]
+    assert await bots.pause_bot(postgres.pool, row["bot_id"], "again") is False  # audited once
+    assert len(await audit_rows(postgres.pool, tenant.tenant_id, "bot_paused")) == 1
+
+
+async def test_a_fleets_bot_onboards_into_its_fleet_only(postgres: Postgres, outside: Outside) -> None:
+    settings = api_settings(oauth_token_keys=generate_key())
+    own, other = await new_tenant(postgres.pool, settings), await new_tenant(postgres.pool, settings)
+    row = await bots.add_bot(
+        postgres.pool, settings, own.tenant_id, new_bot_token(), api_base=outside.telegram.base_url,
+        source="cli", actor="test",
+    )  # fmt: skip
+    async with system_tx(postgres.pool) as conn:
+        codes = dict(await conn.fetch("SELECT tenant_id, invite_code FROM tenants WHERE tenant_id = ANY($1)",
+                                      [own.tenant_id, other.tenant_id]))  # fmt: skip
+    acts = OnboardingActivities(postgres.pool, CalendarService(outside.google.calendar_api_root))
+    bare = await acts.resolve_tenant(ResolveTenantInput(bot_id=row["bot_id"]))
+    assert bare.tenant is not None and bare.tenant.tenant_id == own.tenant_id
+    with_code = await acts.resolve_tenant(ResolveTenantInput(code=codes[own.tenant_id], bot_id=row["bot_id"]))
+    assert with_code.tenant is not None and with_code.tenant.tenant_id == own.tenant_id
+    foreign = await acts.resolve_tenant(ResolveTenantInput(code=codes[other.tenant_id], bot_id=row["bot_id"]))
+    assert foreign.tenant is None and foreign.problem == "unknown_code"
+    # The invite link names the fleet's bot.
+    link = (await get_onboarding(postgres.pool, settings, own.tenant_id))["deep_link"]
+    assert link == f"https://t.me/{row['username']}?start={codes[own.tenant_id]}"
+
+
+async def test_the_cli_adds_lists_and_removes_a_bot(
+    postgres: Postgres, outside: Outside, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODISPATCH_")}
+    env.update(
+        AUTODISPATCH_DATABASE_URL=postgres.owner_dsn, AUTODISPATCH_APP_DATABASE_URL=postgres.app_dsn,
+        AUTODISPATCH_DATA_DIR=str(tmp_path), AUTODISPATCH_LOG_LEVEL="WARNING",
+        AUTODISPATCH_TELEGRAM_BOT_TOKEN=new_bot_token(), AUTODISPATCH_TELEGRAM_API_BASE=outside.telegram.base_url,
+        AUTODISPATCH_OAUTH_TOKEN_KEYS=generate_key(), PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )  # fmt: skip
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        # In a thread: the emulator answering the CLI's getMe runs on this event loop.
+        return await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "autodispatch", *args], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    tenant = (await add_driver(postgres.pool, "x@example.com")).tenant_id
+    token = new_bot_token()
+    added = await cli("bot", "add", "--tenant", tenant, "--token", token)
+    assert added.returncode == 0, added.stderr
+    bot_id = json.loads(added.stdout)["bot_id"]
+    listed = await cli("bot", "list", "--tenant", tenant, "--json")
+    assert [b["bot_id"] for b in json.loads(listed.stdout)] == [bot_id] and token not in listed.stdout
+    default = await cli("bot", "add", "--tenant", tenant, "--token", env["AUTODISPATCH_TELEGRAM_BOT_TOKEN"])
+    assert default.returncode == 1 and "default bot" in default.stderr
+    assert (await cli("bot", "rotate-keys")).stdout.startswith("re-encrypted")
+    assert (await cli("bot", "remove", "--tenant", tenant, "--bot", str(bot_id))).returncode == 0
+    assert json.loads((await cli("bot", "list", "--tenant", tenant, "--json")).stdout) == []
