@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -23,10 +21,12 @@ from activities.onboarding import OnboardingActivities
 from activities.telegram import TelegramActivities
 from autodispatch import admin, bots
 from autodispatch.admin import AdminError
+from autodispatch.cli import build_parser, cmd_bot
 from autodispatch.db import system_tx
 from autodispatch.embedded import EmbeddedTemporal
 from autodispatch.oauth import generate_key
 from autodispatch.onboarding_admin import get_onboarding
+from autodispatch.settings import Settings
 from autodispatch.stack import Stack
 from bot.dispatcher import make_bot
 from bot.server import SECRET_HEADER, WEBHOOK_PATH
@@ -303,32 +303,38 @@ async def test_a_fleets_bot_onboards_into_its_fleet_only(postgres: Postgres, out
 
 
 async def test_the_cli_adds_lists_and_removes_a_bot(
-    postgres: Postgres, outside: Outside, tmp_path: Path
+    postgres: Postgres, outside: Outside, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTODISPATCH_")}
-    env.update(
-        AUTODISPATCH_DATABASE_URL=postgres.owner_dsn, AUTODISPATCH_APP_DATABASE_URL=postgres.app_dsn,
-        AUTODISPATCH_DATA_DIR=str(tmp_path), AUTODISPATCH_LOG_LEVEL="WARNING",
-        AUTODISPATCH_TELEGRAM_BOT_TOKEN=new_bot_token(), AUTODISPATCH_TELEGRAM_API_BASE=outside.telegram.base_url,
-        AUTODISPATCH_OAUTH_TOKEN_KEYS=generate_key(), PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    """`autodispatch bot …` as parsed and run by the CLI (in-process: a child interpreter per command
+    costs seconds on a loaded machine), against the session's database and Telegram emulator."""
+    settings = Settings(
+        _env_file=None, database_url=postgres.owner_dsn, app_database_url=postgres.app_dsn, data_dir=tmp_path,
+        telegram_bot_token=new_bot_token(), telegram_api_base=outside.telegram.base_url,
+        oauth_token_keys=generate_key(),
     )  # fmt: skip
 
-    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        # In a thread: the emulator answering the CLI's getMe runs on this event loop.
-        return await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "autodispatch", *args], cwd=tmp_path, env=env,
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+    async def cli(*args: str) -> tuple[int, str, str]:
+        parsed = build_parser().parse_args(list(args))
+        # In a thread: the command runs its own event loop; the emulator answering getMe runs on this one.
+        try:
+            code = await asyncio.to_thread(cmd_bot, parsed, settings)
+        except AdminError as exc:
+            code = 1
+            print(f"error: {exc}", file=sys.stderr)
+        out = capsys.readouterr()
+        return code, out.out, out.err
 
     tenant = (await add_driver(postgres.pool, "x@example.com")).tenant_id
     token = new_bot_token()
-    added = await cli("bot", "add", "--tenant", tenant, "--token", token)
-    assert added.returncode == 0, added.stderr
-    bot_id = json.loads(added.stdout)["bot_id"]
-    listed = await cli("bot", "list", "--tenant", tenant, "--json")
-    assert [b["bot_id"] for b in json.loads(listed.stdout)] == [bot_id] and token not in listed.stdout
-    default = await cli("bot", "add", "--tenant", tenant, "--token", env["AUTODISPATCH_TELEGRAM_BOT_TOKEN"])
-    assert default.returncode == 1 and "default bot" in default.stderr
-    assert (await cli("bot", "rotate-keys")).stdout.startswith("re-encrypted")
-    assert (await cli("bot", "remove", "--tenant", tenant, "--bot", str(bot_id))).returncode == 0
-    assert json.loads((await cli("bot", "list", "--tenant", tenant, "--json")).stdout) == []
+    code, out, err = await cli("bot", "add", "--tenant", tenant, "--token", token)
+    assert code == 0, err
+    bot_id = json.loads(out)["bot_id"]
+    code, out, _ = await cli("bot", "list", "--tenant", tenant, "--json")
+    assert [b["bot_id"] for b in json.loads(out)] == [bot_id] and token not in out
+    default = settings.telegram_bot_token.get_secret_value()  # type: ignore[union-attr]
+    code, _, err = await cli("bot", "add", "--tenant", tenant, "--token", default)
+    assert code == 1 and "default bot" in err
+    code, out, _ = await cli("bot", "rotate-keys")
+    assert code == 0 and out.startswith("re-encrypted")
+    assert (await cli("bot", "remove", "--tenant", tenant, "--bot", str(bot_id)))[0] == 0
+    assert json.loads((await cli("bot", "list", "--tenant", tenant, "--json"))[1]) == []
