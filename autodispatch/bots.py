@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 
 from autodispatch.admin import AdminError
@@ -250,18 +252,17 @@ async def rotate_bot_tokens(pool: asyncpg.Pool, settings: Settings) -> tuple[int
 
 class BotDirectory:
     """Tenants' bots by id for calls made outside the bot's outbound queue (a picture's getFile: a file
-    id is valid only with the bot that received it). Read from the table on first use, then kept."""
+    id is valid only with the bot that received it). Read from the table on first use, then kept.
+    `make_bot` builds a client for a token (the worker's, so it talks to the same Bot API)."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, api_base: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, make_bot: Callable[[str], Bot]) -> None:
         self.pool = pool
         self.settings = settings
-        self.api_base = api_base
-        self._bots: dict[int, Any] = {}
+        self.make_bot = make_bot
+        self._bots: dict[int, Bot] = {}
 
-    async def get(self, bot_id: int) -> Any | None:
-        """An aiogram Bot for this tenant bot, or None if it is not registered (or not decryptable)."""
-        from bot.dispatcher import make_bot
-
+    async def get(self, bot_id: int) -> Bot | None:
+        """The client of this tenant bot, or None if it is not registered (or no key decrypts it)."""
         if bot_id in self._bots:
             return self._bots[bot_id]
         try:
@@ -276,7 +277,7 @@ class BotDirectory:
             token, _ = cipher.decrypt(stored)
         except InvalidToken:
             return None
-        bot = self._bots[bot_id] = make_bot(token, self.api_base)
+        bot = self._bots[bot_id] = self.make_bot(token)
         return bot
 
     async def close(self) -> None:

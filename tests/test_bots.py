@@ -109,6 +109,9 @@ async def test_a_fleets_own_bot_serves_its_drivers_and_no_one_elses(
         (card,) = texts_to(outside, token_b, chat_b)
         assert "✅" in card
         assert texts_to(outside, default_token, chat_b) == []
+        # A picture is fetched with the bot it was sent to (a file id is valid with that bot only).
+        picture = outside.telegram.user_sends(token_b, chat_b, None, photo=True, from_user={"id": chat_b})
+        assert await outcome(stack, bot_b, picture["update_id"]) == "not_an_order"  # read, nothing in it
         assert await audit_actions(stack, tenant_b, "event_created")
 
         # A's driver writing to B's bot is a stranger there, answered by B's bot; on the default bot, A's.

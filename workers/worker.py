@@ -30,7 +30,7 @@ from activities.store import StoreActivities
 from activities.telegram import Revoked, SendPacer, TelegramActivities
 from autodispatch.bots import BotDirectory
 from autodispatch.settings import Settings
-from bot.dispatcher import api_base_of
+from bot.dispatcher import api_base_of, make_bot
 from parsing import ocr
 from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
@@ -66,7 +66,10 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
     oauth_steps = OAuthActivities(pool, calendar.grants)
     cal = CalendarActivities(calendar, default_duration_minutes=settings.event_duration_minutes)
     parse = ParseActivities()
-    pictures = PictureActivities(bot, bots=BotDirectory(pool, settings, api_base_of(bot)))
+    api_base = api_base_of(bot)
+    pictures = PictureActivities(
+        bot, bots=BotDirectory(pool, settings, lambda token: make_bot(token, api_base))
+    )
     llm = LlmActivities(
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
