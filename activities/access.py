@@ -12,7 +12,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.schedules import WorkerStarts
+from activities.schedules import OWN_BOT, WorkerStarts, reply_queue
 from autodispatch.db import system_tx, tenant_tx
 from schemas.access import (
     AccessNoticeInput,
@@ -32,7 +32,7 @@ class AccessNoticeActivities(WorkerStarts):
         repeat: the workflow id is the notice's token, and a finished one is not started again."""
         async with system_tx(self.pool) as conn:
             rows = await conn.fetch(
-                """SELECT d.tenant_id, d.chat_id, d.access_notice, t.name, t.task_queue
+                f"""SELECT d.tenant_id, d.chat_id, d.access_notice, t.name, t.task_queue, {OWN_BOT}
                      FROM drivers d JOIN tenants t USING (tenant_id)
                     WHERE d.access_notice IS NOT NULL
                       AND ($1::text IS NULL OR d.tenant_id = $1) AND ($2::bigint IS NULL OR d.chat_id = $2)
@@ -49,7 +49,7 @@ class AccessNoticeActivities(WorkerStarts):
                         chat_id=row["chat_id"],
                         token=row["access_notice"],
                         tenant_name=row["name"] or row["tenant_id"],
-                        reply_task_queue=self.reply_task_queue,
+                        reply_task_queue=reply_queue(row, self.reply_task_queue),
                     ),  # fmt: skip
                     id=access_notice_workflow_id(row["access_notice"]),
                     task_queue=row["task_queue"] or self.default_task_queue,

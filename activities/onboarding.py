@@ -109,7 +109,15 @@ class OnboardingActivities:
         """The tenant an invite code names (or the bot's default tenant), and the e-mail to share with."""
         account = self.calendar.service_account_email
         async with system_tx(self.pool) as conn:
-            if req.code is not None:
+            own = await conn.fetchrow(
+                "SELECT t.* FROM tenant_bots b JOIN tenants t USING (tenant_id) WHERE b.bot_id = $1",
+                req.bot_id,
+            )
+            if own is not None:
+                # A fleet's own bot: its fleet, with its code or none; another fleet's code is unknown here.
+                known = req.code is None or req.code == own["invite_code"]
+                row, problem = (own, "no_code") if known else (None, "unknown_code")
+            elif req.code is not None:
                 # Codes are random (16+ characters) and looked up across tenants, so in the system context.
                 rows = await conn.fetch(
                     "SELECT * FROM tenants WHERE invite_code = $1 AND tenant_id <> $2 LIMIT 2",

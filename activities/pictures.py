@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.telegram import telegram_failure
+from autodispatch.bots import BotDirectory
 from parsing import ocr
 from schemas.telegram import PictureRead, ReadPictureInput
 
@@ -27,9 +28,14 @@ MAX_PICTURE_BYTES = 20 * 1024**2  # the Bot API serves no bigger file
 
 class PictureActivities:
     def __init__(
-        self, bot: Bot, timeout_s: float = ocr.DEFAULT_TIMEOUT_S, parallel: int | None = None
+        self,
+        bot: Bot,
+        timeout_s: float = ocr.DEFAULT_TIMEOUT_S,
+        parallel: int | None = None,
+        bots: BotDirectory | None = None,
     ) -> None:
         self.bot = bot
+        self.bots = bots  # tenants' own bots: a picture is fetched with the bot it was sent to
         self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(parallel or os.cpu_count() or 1)
 
@@ -39,11 +45,14 @@ class PictureActivities:
         if not found.ok:
             log.warning("order screenshot not read: %s", found.message)
             return PictureRead(status="unavailable", message=found.message)
+        bot = self.bot
+        if self.bots is not None and req.bot_id is not None and req.bot_id != self.bot.id:
+            bot = await self.bots.get(req.bot_id) or self.bot
         try:
-            file = await self.bot.get_file(req.file_id)
+            file = await bot.get_file(req.file_id)
             if file.file_size and file.file_size > MAX_PICTURE_BYTES or not file.file_path:
                 return PictureRead(status="unreadable", message="the picture is too big to download")
-            downloaded = await self.bot.download_file(file.file_path)
+            downloaded = await bot.download_file(file.file_path)
         except TelegramAPIError as exc:
             raise telegram_failure(exc) or exc from None
         except aiohttp.ClientResponseError as exc:

@@ -41,6 +41,7 @@ from schemas.agenda import (
     agenda_schedule_id,
 )
 from schemas.driver import DriverSettings
+from schemas.telegram import outbound_task_queue
 from workflows.ids import CHAT_ID, TENANT_ID
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,25 @@ RUN_TIMEOUT = timedelta(hours=3)
 def desired_state(row: Any) -> dict[str, Any]:
     """What the driver's schedule depends on (compared with what was last synced)."""
     settings = DriverSettings.model_validate(row["settings"] or {})
-    return {
+    state = {
         "active": row["status"] == "active" and row["tenant_status"] == "active",
         "enabled": settings.agenda_enabled,
         "time": settings.agenda_time,
         "tz": row["time_zone"],
     }
+    if row.get("own_bot") is not None:  # the fleet's own bot sends its agendas (docs/bots.md)
+        state["bot"] = row["own_bot"]
+    return state
+
+
+# The fleet's own active bot, if it has one: the stack's messages to its drivers come from it.
+OWN_BOT = """(SELECT b.bot_id FROM tenant_bots b WHERE b.tenant_id = d.tenant_id AND b.status = 'active'
+              ORDER BY b.created_at, b.bot_id LIMIT 1) AS own_bot"""
+
+
+def reply_queue(row: Any, default: str | None) -> str | None:
+    own = row.get("own_bot")
+    return outbound_task_queue(own) if own is not None else default
 
 
 def agenda_schedule(
@@ -114,7 +128,7 @@ async def sync_agenda(
     schedule_id = agenda_schedule_id(tenant_id, chat_id)
     async with system_tx(pool) as conn:
         row = await conn.fetchrow(
-            """SELECT d.status, d.time_zone, d.settings, t.status AS tenant_status, t.task_queue
+            f"""SELECT d.status, d.time_zone, d.settings, t.status AS tenant_status, t.task_queue, {OWN_BOT}
                  FROM drivers d JOIN tenants t USING (tenant_id)
                 WHERE d.tenant_id = $1 AND d.chat_id = $2""",
             tenant_id, chat_id,
@@ -137,7 +151,7 @@ async def sync_agenda(
     state = desired_state(row)
     schedule = agenda_schedule(
         tenant_id, chat_id, state, task_queue=row["task_queue"] or default_task_queue,
-        reply_task_queue=reply_task_queue,
+        reply_task_queue=reply_queue(row, reply_task_queue),
     )  # fmt: skip
 
     def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
@@ -173,8 +187,8 @@ async def drivers_out_of_sync(pool: asyncpg.Pool, limit: int = 500) -> list[tupl
     that are gone."""
     async with system_tx(pool) as conn:
         rows = await conn.fetch(
-            """SELECT d.tenant_id, d.chat_id, d.status, d.time_zone, d.settings, t.status AS tenant_status,
-                      a.synced
+            f"""SELECT d.tenant_id, d.chat_id, d.status, d.time_zone, d.settings, t.status AS tenant_status,
+                      a.synced, {OWN_BOT}
                  FROM drivers d JOIN tenants t USING (tenant_id)
                  LEFT JOIN agenda_schedules a USING (tenant_id, chat_id)"""
         )

@@ -42,9 +42,10 @@ class StoreActivities:
                           d.settings, t.currency, t.task_queue, t.status AS tenant_status, q.workflow_id AS question
                      FROM drivers d JOIN tenants t USING (tenant_id)
                      LEFT JOIN open_questions q ON q.tenant_id = d.tenant_id AND q.chat_id = d.chat_id
-                    WHERE d.chat_id = $1""",
-                req.chat_id,
-            )
+                    WHERE d.chat_id = $1
+                      AND NOT EXISTS (SELECT 1 FROM tenant_bots b WHERE b.bot_id = $2 AND b.tenant_id <> d.tenant_id)""",
+                req.chat_id, req.bot_id,
+            )  # fmt: skip
         if row is None:
             return DriverLookup()
         status = row["status"] if row["tenant_status"] == "active" else "disabled"

@@ -15,7 +15,7 @@ import bisect
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import timedelta
 
@@ -43,6 +43,10 @@ from schemas.telegram import AnswerCallbackInput, EditCardInput, ReplySent, Send
 # weakly, so without a strong reference the model is rebuilt on many calls (a sixth of the worker's
 # CPU in the benchmark profile). Holding them here makes the cache hit.
 _RESPONSE_MODELS = (Response[Message], Response[bool])
+
+# A paused bot's send is tried again this often (its outbound worker is stopped meanwhile, so the
+# retry waits in the queue until the bot is served again).
+BOT_PAUSED_RETRY = timedelta(minutes=1)
 
 
 def telegram_failure(exc: TelegramAPIError) -> ApplicationError | None:
@@ -176,13 +180,32 @@ class SendPacer:
                     }
 
 
+Revoked = Callable[[str], Awaitable[None]]
+
+
 class TelegramActivities:
-    def __init__(self, bot: Bot, pool: asyncpg.Pool, pacer: SendPacer | None = None) -> None:
+    """`revoked`: a tenant's own bot (docs/bots.md) is paused, not failed, when Telegram refuses its token:
+    its sends wait (retried) in the bot's outbound queue until the new token is registered."""
+
+    def __init__(
+        self, bot: Bot, pool: asyncpg.Pool, pacer: SendPacer | None = None, revoked: Revoked | None = None
+    ) -> None:
         self.bot = bot
         self.pool = pool
         self.pacer = pacer
         # Sent, but not yet recorded as sent: (tenant, workflow, step) -> Telegram's message id.
         self._unrecorded: dict[tuple[str, str, str], int] = {}
+        self.revoked = revoked
+
+    async def _failure(self, exc: TelegramAPIError) -> ApplicationError | None:
+        if isinstance(exc, TelegramUnauthorizedError) and self.revoked is not None:
+            await self.revoked(exc.message)
+            return ApplicationError(
+                f"the bot {self.bot.id} is paused: Telegram does not accept its token; register the new one",
+                type="TelegramBotPaused",
+                next_retry_delay=BOT_PAUSED_RETRY,
+            )
+        return telegram_failure(exc)
 
     @activity.defn(name="send_reply")
     async def send_reply(self, req: SendReplyInput) -> ReplySent:
@@ -239,7 +262,7 @@ class TelegramActivities:
                 reply_markup=_keyboard(req.buttons),
             )
         except TelegramAPIError as exc:
-            if (failure := telegram_failure(exc)) is None:
+            if (failure := await self._failure(exc)) is None:
                 raise
             raise failure from exc
         # Network errors and 5xx (TelegramNetworkError, TelegramServerError) propagate: retried.
@@ -254,6 +277,8 @@ class TelegramActivities:
         except TelegramBadRequest as exc:
             # "query is too old" / already answered: a retry or a late worker; nothing left to do.
             activity.logger.info("callback %s not answered: %s", req.callback_query_id, exc.message)
+        except TelegramUnauthorizedError as exc:
+            raise await self._failure(exc) or exc from exc
 
     @activity.defn(name="edit_card")
     async def edit_card(self, req: EditCardInput) -> None:
@@ -270,6 +295,6 @@ class TelegramActivities:
         except TelegramAPIError as exc:
             if isinstance(exc, TelegramBadRequest) and "not modified" in exc.message:
                 return
-            if (failure := telegram_failure(exc)) is None:
+            if (failure := await self._failure(exc)) is None:
                 raise
             raise failure from exc

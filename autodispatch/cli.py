@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from autodispatch.admin import AdminError
+from autodispatch.cli_bots import add_bot_subcommands, cmd_bots
 from autodispatch.settings import Settings, SettingsError, load_settings
 
 
@@ -44,6 +45,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_bot(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch.stack import Stack, run_until_signalled
+
+    if getattr(args, "bot_cmd", None):
+        return cmd_bots(args, settings)
 
     # The bot edge alone: joins the configured Temporal and database (or those `up` started), runs no
     # worker and starts nothing embedded.
@@ -170,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run a worker joining a running stack")
     w.add_argument("--tenant", help="serve a dedicated tenant's queue tenant-<id>")
     w.add_argument("--task-queue", help="serve this task queue")
-    sub.add_parser("bot", help="run the Telegram edge only (no worker)")
+    b = sub.add_parser("bot", help="run the Telegram edge only (no worker); or manage tenants' own bots")
+    add_bot_subcommands(b)  # bot add | remove | list | rotate-keys
     sub.add_parser("migrate", help="apply database migrations")
 
     d = sub.add_parser("driver", help="manage the whitelist")

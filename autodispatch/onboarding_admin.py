@@ -27,9 +27,12 @@ def new_invite_code() -> str:
     return secrets.token_urlsafe(16)
 
 
-def onboarding_view(row: asyncpg.Record | dict[str, Any], settings: Settings) -> dict[str, Any]:
+def onboarding_view(
+    row: asyncpg.Record | dict[str, Any], settings: Settings, own_bot: str | None = None
+) -> dict[str, Any]:
+    """`own_bot`: the username of the tenant's own bot (docs/bots.md), whose link its drivers get."""
     code = row["invite_code"]
-    username = (settings.telegram_bot_username or "").lstrip("@")
+    username = (own_bot or settings.telegram_bot_username or "").lstrip("@")
     return {
         "tenant_id": row["tenant_id"],
         "activation": row["onboarding_activation"],
@@ -43,9 +46,10 @@ def onboarding_view(row: asyncpg.Record | dict[str, Any], settings: Settings) ->
 async def get_onboarding(pool: asyncpg.Pool, settings: Settings, tenant_id: str) -> dict[str, Any]:
     async with tenant_tx(pool, tenant_id) as conn:
         row = await conn.fetchrow("SELECT * FROM tenants WHERE tenant_id = $1", tenant_id)
+        own_bot = await _own_bot(conn, tenant_id)
     if row is None:
         raise NotFound(f"no tenant {tenant_id!r}")
-    return onboarding_view(row, settings)
+    return onboarding_view(row, settings, own_bot)
 
 
 async def update_onboarding(
@@ -80,4 +84,11 @@ async def update_onboarding(
             changes["invite"] = invite  # never the code itself: the audit log is not where links leak from
         if changes:
             await audit(conn, tenant_id, "onboarding_updated", source=source, actor=actor, **changes)
-    return onboarding_view(row, settings)
+        own_bot = await _own_bot(conn, tenant_id)
+    return onboarding_view(row, settings, own_bot)
+
+
+async def _own_bot(conn: asyncpg.Connection, tenant_id: str) -> str | None:
+    return await conn.fetchval(
+        "SELECT username FROM tenant_bots WHERE tenant_id = $1 ORDER BY created_at, bot_id LIMIT 1", tenant_id
+    )

@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # by the Temporal server so the budget holds across workers.
     telegram_messages_per_second: float = Field(default=30.0, gt=0)  # Bot API: 30 msg/s per bot
     telegram_per_chat_interval: float = Field(default=1.0, ge=0)  # and about one per second per chat
+    # Tenants' own bots (docs/bots.md): changes arrive by LISTEN/NOTIFY; this reload catches a lost one.
+    bot_reload_seconds: float = Field(default=30.0, gt=0)
     temporal_grpc_port: int = 7233
     temporal_ui_port: int = 8233
     postgres_port: int = 55432  # embedded PostgreSQL (loopback only)

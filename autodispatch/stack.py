@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiogram import Bot
+from aiogram import Bot, Dispatcher
 from aiohttp import web
 from pydantic import SecretStr
 from temporalio.client import Client
@@ -35,6 +35,7 @@ from autodispatch.api.routes import add_api_routes
 from autodispatch.codec import EncryptionCodec
 from autodispatch.codec_server import CODEC_PATH, add_codec_routes
 from autodispatch.embedded import EmbeddedError, EmbeddedPostgres, EmbeddedTemporal, port_is_open
+from autodispatch.fleet import BotFleet
 from autodispatch.oauth import generate_key, oauth_problem
 from autodispatch.runtime import Dsns, dsns, open_app_pool, read_sandbox
 from autodispatch.settings import Settings, SettingsError
@@ -47,7 +48,16 @@ from bot.inbox import Inbox, InboxRelay
 from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
-from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route, traced
+from bot.server import (
+    WEBHOOK_PATH,
+    Health,
+    WebhookIntake,
+    add_fleet_webhook_route,
+    add_health_route,
+    add_metrics_route,
+    add_webhook_route,
+    traced,
+)
 from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
@@ -149,6 +159,8 @@ class Stack:
     _http: web.AppRunner | None = None
     http_app: web.Application | None = None
     oauth_grants: OAuthGrants | None = None
+    dispatcher: Dispatcher | None = None
+    fleet: BotFleet | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def sandbox_parts(self) -> list[str]:
@@ -200,7 +212,11 @@ class Stack:
         self.http_app = web.Application(middlewares=[traced])
         add_health_route(self.http_app, self.health)
         add_metrics_route(self.http_app, sdk_metrics_address)
-        add_api_routes(self.http_app, self.pool, self.settings)
+        # The admin API checks a tenant bot's token with getMe where this stack talks to Telegram.
+        api_settings = s.model_copy(
+            update={"telegram_api_base": self.sandbox.telegram or s.telegram_api_base}
+        )
+        add_api_routes(self.http_app, self.pool, api_settings)
         assert self.client is not None
         codec = self.client.data_converter.payload_codec
         if isinstance(codec, EncryptionCodec):
@@ -218,6 +234,7 @@ class Stack:
         )  # fmt: skip
         if self.run_bot:
             await self._start_bot()
+        await self._start_fleet()
         await self._start_http()
         if self.announce:
             self._announce()
@@ -440,7 +457,7 @@ class Stack:
         # Before the first update arrives: what a crash left stored is handed over first.
         await edge.relay.start()
         self.relay = edge.relay
-        dp = build_dispatcher(edge, billing_settings(s))
+        dp = self.dispatcher = build_dispatcher(edge, billing_settings(s))
         dead = DeadLetters(self.pool, s.telegram_update_max_attempts)
         self.health.set("bot", False)
         if s.telegram_mode == "webhook":
@@ -451,8 +468,12 @@ class Stack:
                         "configuration error: AUTODISPATCH_TELEGRAM_WEBHOOK_SECRET: required in webhook mode"
                     )
                 secret = secrets.token_urlsafe(24)
-            add_webhook_route(self.http_app, dp=dp, bot=self.bot, secret=secret, dead=dead)
-            url = s.telegram_webhook_url or f"http://{s.http_host}:{s.http_port}{WEBHOOK_PATH}"
+            intake = WebhookIntake(dp, dead)
+            add_webhook_route(self.http_app, intake=intake, bot=self.bot, secret=secret)
+            add_fleet_webhook_route(
+                self.http_app, intake=intake, served=lambda bot_id: self.fleet_lookup(bot_id)
+            )
+            url = self.webhook_url()
             await self.bot.set_webhook(
                 url=url, secret_token=secret, allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False
             )
@@ -468,6 +489,34 @@ class Stack:
         me = await self.bot.get_me()
         log.info("bot @%s (%s) in %s mode", me.username, me.id, s.telegram_mode)
         self.health.set("bot", True)
+
+    def webhook_url(self) -> str:
+        """The default bot's webhook URL; a tenant's bot has it with /<bot id> appended."""
+        s = self.settings
+        return s.telegram_webhook_url or f"http://{s.http_host}:{s.http_port}{WEBHOOK_PATH}"
+
+    def fleet_lookup(self, bot_id: int) -> tuple[Bot, str] | None:
+        return self.fleet.lookup(bot_id) if self.fleet is not None else None
+
+    async def _start_fleet(self) -> None:
+        """The tenants' own bots (docs/bots.md): their edges where this process runs the bot, their
+        outbound queues where it runs the worker."""
+        if not (self.run_bot or self.run_worker):
+            return
+        assert self.pool is not None and self.client is not None and self.bot is not None
+        self.fleet = BotFleet(
+            pool=self.pool,
+            client=self.client,
+            settings=self.settings,
+            api_base=self.sandbox.telegram or self.settings.telegram_api_base,
+            listen_dsn=self.app_dsn,
+            dp=self.dispatcher if self.run_bot else None,
+            webhook_url=self.webhook_url() if self.settings.telegram_mode == "webhook" else None,
+            serve_outbound=self.run_worker,
+            default_bot_id=self.bot.id,
+            relay_bot_ids=self.relay.bot_ids if self.relay is not None else None,
+        )
+        await self.fleet.start()
 
     async def _start_http(self) -> None:
         assert self.http_app is not None
@@ -516,6 +565,8 @@ class Stack:
         for task in self._tasks:
             if task.get_name() in ("polling", "redelivery"):
                 task.cancel()
+        if self.fleet is not None:
+            await self.fleet.stop()
         if self.relay is not None:
             await _within("the inbox relay", self.relay.stop(), 15)
         await _within("the worker processes", asyncio.to_thread(self._stop_worker_processes), 60)

@@ -25,7 +25,7 @@ def headline(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     first = next(iter(compact.values()))
     out = {k: first.get(k) for k in HEADLINE}
     out["scenario"] = (
-        "all" if set(compact) == {"max", "steady", "noisy-neighbour", "parse"} else ",".join(compact)
+        "all" if set(compact) == {"max", "steady", "noisy-neighbour", "bots", "parse"} else ",".join(compact)
     )
     out["scenarios"] = compact
     return out
@@ -84,6 +84,13 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
             notes.append(f"* noisy-neighbour: quiet tenant p99 alone {_fmt(r.get('quiet_alone_p99_ms'))} ms, "
                          f"during a {r.get('flood_orders')}-order flood {_fmt(r.get('quiet_in_flood_p99_ms'))} ms "
                          f"(× {_fmt(r.get('quiet_p99_ratio'))}); flood worked off at {_fmt(r.get('throughput_per_s'))}/s.")  # fmt: skip
+        if name == "bots":
+            per_bot = ", ".join(_fmt(v) for v in r.get("per_bot_throughput_per_s") or [])
+            notes.append(f"* bots: {r.get('bots')} tenants' own bots at once: {_fmt(r.get('throughput_per_s'))}/s "
+                         f"across bots (per bot {per_bot}; offered {_fmt(r.get('offered_per_bot_per_s'))}/s each); "
+                         f"the quiet bots' p99 alone {_fmt(r.get('quiet_alone_p99_ms'))} ms, during one bot's "
+                         f"{r.get('flood_orders')}-order flood {_fmt(r.get('quiet_in_flood_p99_ms'))} ms "
+                         f"(× {_fmt(r.get('quiet_p99_ratio'))}); the flood at {_fmt(r.get('flood_throughput_per_s'))}/s.")  # fmt: skip
         if isinstance(r.get("cpu_s"), dict):
             busy = ", ".join(f"{k} {v:.2f}" for k, v in (r.get("cpu_cores_busy") or {}).items())
             notes.append(f"* {name}: cores busy per process (durable run): {busy}; other programs on the "
@@ -108,7 +115,13 @@ def chart(results: dict[str, dict[str, Any]], path: Path) -> bool:
         log.warning("matplotlib is not installed: no chart")
         return False
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
-    colors = {"max": "tab:blue", "steady": "tab:green", "noisy-neighbour": "tab:red", "parse": "tab:gray"}
+    colors = {
+        "max": "tab:blue",
+        "steady": "tab:green",
+        "noisy-neighbour": "tab:red",
+        "bots": "tab:purple",
+        "parse": "tab:gray",
+    }
     for name, r in results.items():
         c = colors.get(name, "black")
         if name == "parse":
@@ -167,7 +180,7 @@ def write(results: dict[str, dict[str, Any]], results_dir: Path, benchmarks_md: 
         written.append(results_dir / "latest.png")
     if benchmarks_md is not None:
         everything: dict[str, dict[str, Any]] = {}
-        for name in ("max", "steady", "noisy-neighbour", "parse"):
+        for name in ("max", "steady", "noisy-neighbour", "bots", "parse"):
             p = results_dir / f"{name}.json"
             if p.exists():
                 everything[name] = json.loads(p.read_text())

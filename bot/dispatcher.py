@@ -69,3 +69,8 @@ def make_bot(token: str, api_base: str) -> Bot:
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_base.rstrip("/")))
     session.middleware(MeasuredRequests())
     return Bot(token=token, session=session, default=DefaultBotProperties())
+
+
+def api_base_of(bot: Bot) -> str:
+    """The Bot API root this bot talks to (the official one, or an emulator's)."""
+    return bot.session.api.base.removesuffix("/bot{token}/{method}")

@@ -47,10 +47,11 @@ class ChatRouting:
     def __init__(self, pool: asyncpg.Pool | None, ttl: float = 30.0) -> None:
         self.pool = pool
         self.ttl = ttl
-        self._cache: dict[int, tuple[float, ChatRoute]] = {}
+        self._cache: dict[tuple[int, int | None], tuple[float, ChatRoute]] = {}
 
-    async def route(self, chat_id: int) -> ChatRoute:
-        hit = self._cache.get(chat_id)
+    async def route(self, chat_id: int, bot_id: int | None = None) -> ChatRoute:
+        """A tenant's own bot routes only that tenant's drivers: any other chat is unknown to it."""
+        hit = self._cache.get((chat_id, bot_id))
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
@@ -59,11 +60,12 @@ class ChatRouting:
         async with system_tx(self.pool) as conn:
             row = await conn.fetchrow(
                 """SELECT d.tenant_id, t.task_queue, d.driver_name, d.calendar_id
-                   FROM drivers d JOIN tenants t USING (tenant_id) WHERE d.chat_id = $1""",
-                chat_id,
-            )
+                   FROM drivers d JOIN tenants t USING (tenant_id) WHERE d.chat_id = $1
+                    AND NOT EXISTS (SELECT 1 FROM tenant_bots b WHERE b.bot_id = $2 AND b.tenant_id <> d.tenant_id)""",
+                chat_id, bot_id,
+            )  # fmt: skip
         route = ChatRoute(**dict(row)) if row else ChatRoute(None, None)
-        self._cache[chat_id] = (now + self.ttl, route)
+        self._cache[(chat_id, bot_id)] = (now + self.ttl, route)
         return route
 
 
@@ -100,7 +102,7 @@ class TemporalEdge:
 
         Raises when the update could not be stored: the caller must then not acknowledge it.
         """
-        route = await self.routing.route(received.chat_id)
+        route = await self.routing.route(received.chat_id, received.bot_id)
         item = InboxItem(
             tenant_id=route.tenant_id or SYSTEM_TENANT,
             received=received,

@@ -41,14 +41,17 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
-def add_webhook_route(
-    app: web.Application, *, dp: Dispatcher, bot: Bot, secret: str, dead: DeadLetters | None = None
-) -> None:
-    """POST /telegram/webhook. An update that keeps failing for reasons of its own (not a service
-    away) is set aside in `dead` after its attempts and acknowledged; without `dead`, 503 every time."""
-    failures = FailureCounts()
+class WebhookIntake:
+    """What every webhook route does with a body: check the secret, read the update, hand it to the
+    dispatcher. An update that keeps failing for reasons of its own (not a service away) is set aside in
+    `dead` after its attempts and acknowledged; without `dead`, 503 every time."""
 
-    async def webhook(request: web.Request) -> web.Response:
+    def __init__(self, dp: Dispatcher, dead: DeadLetters | None = None) -> None:
+        self.dp = dp
+        self.dead = dead
+        self.failures = FailureCounts()
+
+    async def accept(self, request: web.Request, bot: Bot, secret: str) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), secret.encode()):
             log.warning("webhook call with a wrong or missing secret token from %s", request.remote)
@@ -62,14 +65,14 @@ def add_webhook_route(
         except (ValueError, ValidationError) as exc:
             return _error(400, f"not a Telegram update: {exc}")
         try:
-            await dp.feed_update(bot, update)
+            await self.dp.feed_update(bot, update)
         except Exception as exc:
-            key = (bot.id, update.update_id)
-            attempts = 0 if dead is None or is_transient(exc) else failures.add(key)
+            dead, key = self.dead, (bot.id, update.update_id)
+            attempts = 0 if dead is None or is_transient(exc) else self.failures.add(key)
             if dead is not None and attempts >= dead.max_attempts:
                 try:
                     await dead.bury_update("webhook", bot.id, raw, attempts, describe(exc))
-                    failures.forget(key)
+                    self.failures.forget(key)
                     return web.json_response({"dead_letter": True})
                 except Exception:
                     log.exception("update %s could not be set aside", update.update_id)
@@ -78,7 +81,30 @@ def add_webhook_route(
             return _error(503, "temporarily unable to accept the update")
         return web.json_response({})
 
+
+def add_webhook_route(app: web.Application, *, intake: WebhookIntake, bot: Bot, secret: str) -> None:
+    """POST /telegram/webhook: the default bot."""
+
+    async def webhook(request: web.Request) -> web.Response:
+        return await intake.accept(request, bot, secret)
+
     app.router.add_post(WEBHOOK_PATH, webhook)
+
+
+def add_fleet_webhook_route(
+    app: web.Application, *, intake: WebhookIntake, served: Callable[[int], tuple[Bot, str] | None]
+) -> None:
+    """POST /telegram/webhook/<bot id>: the tenants' own bots, each with its own secret. `served` gives
+    the bot and its secret while this process serves it; a bot not (or no longer) served is 404."""
+
+    async def webhook(request: web.Request) -> web.Response:
+        raw = request.match_info["bot_id"]
+        found = served(int(raw)) if raw.isdigit() else None
+        if found is None:
+            return _error(404, f"no bot {raw} is served here")
+        return await intake.accept(request, *found)
+
+    app.router.add_post(WEBHOOK_PATH + "/{bot_id}", webhook)
 
 
 def add_health_route(app: web.Application, health: Health) -> None:

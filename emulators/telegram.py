@@ -795,6 +795,7 @@ class TelegramEmulator:
         bot.revoked = True
         bot.webhook = None
         bot.webhook_wake.set()
+        self._signal_pollers(bot)  # a long poll in progress ends now; the next one gets the 401
 
     def add_chat(self, token: str, chat_id: int, **user: Any) -> dict[str, Any]:
         """Make a private chat known to the bot without a message (as if the user pressed Start earlier)."""
@@ -1643,6 +1644,7 @@ class TelegramEmulator:
                 bool(self._offerable(bot, offset))
                 or generation != bot.poll_generation
                 or bot.webhook is not None
+                or bot.revoked
                 or self._closing
             )
 

@@ -37,6 +37,8 @@ class Driver(BaseModel):
 
 class LookupDriverInput(BaseModel):
     chat_id: int
+    # The bot the chat wrote to: a tenant's own bot knows only that tenant's drivers (None: any tenant's).
+    bot_id: int | None = None
 
 
 class DriverLookup(BaseModel):

@@ -83,6 +83,8 @@ class ResolveTenantInput(BaseModel):
     """Which fleet does a new driver join: the tenant of an invite code, or (code None) the bot's default."""
 
     code: str | None = None
+    # The bot the driver wrote to: a tenant's own bot onboards into that tenant only.
+    bot_id: int | None = None
 
 
 class TenantResolution(BaseModel):

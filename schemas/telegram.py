@@ -129,6 +129,7 @@ class ReadPictureInput(BaseModel):
     file_id: str
     chat_id: int
     workflow_id: str
+    bot_id: int | None = None  # the bot the picture was sent to (None: the default bot)
 
 
 PictureStatus = Literal["ok", "unavailable", "unreadable", "timeout"]

@@ -27,7 +27,7 @@ from bot.dead_letters import is_transient, redeliver_once
 from bot.dispatcher import make_bot
 from bot.inbox import Inbox, InboxItem, InboxRelay
 from bot.polling import poll_updates
-from bot.server import SECRET_HEADER, WEBHOOK_PATH, add_webhook_route
+from bot.server import SECRET_HEADER, WEBHOOK_PATH, WebhookIntake, add_webhook_route
 from schemas.telegram import TelegramUpdateReceived, id_out_of_range
 from tests.api_fixtures import api_settings, bearer, new_tenant, start_api
 from tests.conftest import Outside, Postgres, new_bot_token, unique_chat_id
@@ -306,7 +306,7 @@ async def test_the_webhook_answers_400_for_ids_beyond_int64_and_sets_a_poison_as
     handler = Handler()
     app = web.Application()
     dead = DeadLetters(postgres.pool, max_attempts=2)
-    add_webhook_route(app, dp=handler.dispatcher(), bot=bot, secret=secret, dead=dead)
+    add_webhook_route(app, intake=WebhookIntake(handler.dispatcher(), dead), bot=bot, secret=secret)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:

@@ -79,11 +79,22 @@ async def run_worker(
     running = asyncio.create_task(workers.run())
     if ready is not None:
         ready()
+    fleet = None
     if outbound:  # morning agendas: the shared worker keeps every driver's Schedule in line
         await start_agenda_reconciler(client, task_queue)
+        # The tenants' own bots' outbound queues (docs/bots.md), each with its own budget.
+        from autodispatch.fleet import BotFleet
+
+        fleet = BotFleet(
+            pool=pool, client=client, settings=settings, api_base=api_base, listen_dsn=urls.app_login(),
+            default_bot_id=bot.id,
+        )  # fmt: skip
+        await fleet.start()
     try:
         await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if fleet is not None:
+            await fleet.stop()
         await workers.shutdown()
         if metrics is not None:
             await metrics.cleanup()

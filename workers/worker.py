@@ -27,8 +27,10 @@ from activities.orders import OrderStarter
 from activities.parsing import ParseActivities
 from activities.pictures import PictureActivities
 from activities.store import StoreActivities
-from activities.telegram import SendPacer, TelegramActivities
+from activities.telegram import Revoked, SendPacer, TelegramActivities
+from autodispatch.bots import BotDirectory
 from autodispatch.settings import Settings
+from bot.dispatcher import api_base_of, make_bot
 from parsing import ocr
 from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
@@ -64,7 +66,10 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
     oauth_steps = OAuthActivities(pool, calendar.grants)
     cal = CalendarActivities(calendar, default_duration_minutes=settings.event_duration_minutes)
     parse = ParseActivities()
-    pictures = PictureActivities(bot)
+    api_base = api_base_of(bot)
+    pictures = PictureActivities(
+        bot, bots=BotDirectory(pool, settings, lambda token: make_bot(token, api_base))
+    )
     llm = LlmActivities(
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
@@ -212,18 +217,28 @@ def build_workers(
         )
     ]
     if serve_outbound:
-        # Every message to Telegram goes through this queue; the server enforces the bot's budget
-        # (30 messages/s) across all workers, so no process can exceed it.
-        pacer = SendPacer(settings.telegram_messages_per_second, settings.telegram_per_chat_interval)
-        telegram = TelegramActivities(bot, pool, pacer)
-        workers.append(
-            Worker(
-                client,
-                task_queue=outbound_task_queue(bot.id),
-                activities=[telegram.send_reply, telegram.answer_callback, telegram.edit_card],
-                max_task_queue_activities_per_second=settings.telegram_messages_per_second,
-                max_concurrent_activities=max_concurrent_activities,
-                interceptors=interceptors,
-            )
-        )
+        workers.append(outbound_worker(client, bot, pool, settings, max_concurrent_activities))
     return Workers(workers, executor)
+
+
+def outbound_worker(
+    client: Client,
+    bot: Bot,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    max_concurrent_activities: int = 64,
+    revoked: Revoked | None = None,
+) -> Worker:
+    """Every message of one bot to Telegram goes through its queue: the server enforces the bot's budget
+    (30 messages/s) across all workers, so no process can exceed it, and each bot has its own (a flood
+    on one bot never spends another's). The pacer is the bot's too."""
+    pacer = SendPacer(settings.telegram_messages_per_second, settings.telegram_per_chat_interval)
+    telegram = TelegramActivities(bot, pool, pacer, revoked)
+    return Worker(
+        client,
+        task_queue=outbound_task_queue(bot.id),
+        activities=[telegram.send_reply, telegram.answer_callback, telegram.edit_card],
+        max_task_queue_activities_per_second=settings.telegram_messages_per_second,
+        max_concurrent_activities=max_concurrent_activities,
+        interceptors=[WorkContextInterceptor()],
+    )

@@ -192,7 +192,7 @@ class MainWorkflow:
             **{k: v for k, v in seen.items() if v},
         )  # fmt: skip
 
-        lookup = await steps.lookup_driver(update.chat_id)
+        lookup = await steps.lookup_driver(update.chat_id, update.bot_id)
         driver = lookup.driver
         if driver is None:
             return await self._on_unknown_chat(update, lang)
@@ -334,6 +334,7 @@ class MainWorkflow:
                         file_id=update.file_id,
                         chat_id=update.chat_id,
                         workflow_id=workflow.info().workflow_id,
+                        bot_id=update.bot_id,
                     ),
                     start_to_close_timeout=policies.PICTURE_TIMEOUT,
                     retry_policy=policies.PICTURE_RETRY,

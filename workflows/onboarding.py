@@ -147,7 +147,7 @@ class OnboardingWorkflow:
         if self._inbox:
             return None
         # Whitelisted meanwhile another way (an admin's `driver add`): nothing left to remind them of.
-        lookup = await steps.lookup_driver(s.chat_id)
+        lookup = await steps.lookup_driver(s.chat_id, s.bot_id or None)
         if lookup.driver is not None:
             self._record("outcome", "onboarding_superseded", status=lookup.driver.status)
             await self._flush()
@@ -223,7 +223,7 @@ class OnboardingWorkflow:
         lang = s.language
         found: TenantResolution = await workflow.execute_activity_method(
             OnboardingActivities.resolve_tenant,
-            ResolveTenantInput(code=code),
+            ResolveTenantInput(code=code, bot_id=s.bot_id or None),
             start_to_close_timeout=policies.DB_TIMEOUT,
             retry_policy=policies.DB_RETRY,
         )

@@ -52,11 +52,12 @@ def unreadable_on_parse_timeout() -> Iterator[None]:
         raise UnreadableMessage(kind, message) from err
 
 
-async def lookup_driver(chat_id: int) -> DriverLookup:
-    """The whitelist's answer for a chat, read when the flow runs (never cached across runs)."""
+async def lookup_driver(chat_id: int, bot_id: int | None = None) -> DriverLookup:
+    """The whitelist's answer for a chat, read when the flow runs (never cached across runs). Through a
+    tenant's own bot only that tenant's drivers are known."""
     return await workflow.execute_local_activity_method(
         StoreActivities.lookup_driver,
-        LookupDriverInput(chat_id=chat_id),
+        LookupDriverInput(chat_id=chat_id, bot_id=bot_id),
         summary=f"whitelist: chat {chat_id}",
         start_to_close_timeout=policies.DB_TIMEOUT,
         retry_policy=policies.DB_RETRY,

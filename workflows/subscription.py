@@ -234,7 +234,7 @@ class InvoiceWorkflow:
     async def run(self, update: TelegramUpdateReceived) -> str:
         lang = texts.language_for(update.language_code)
         wf = workflow.info().workflow_id
-        lookup = await steps.lookup_driver(update.chat_id)
+        lookup = await steps.lookup_driver(update.chat_id, update.bot_id)
         driver = lookup.driver
 
         def entry(tenant_id: str, step: str, action: str, outcome: str = "ok", **details: Any) -> AuditEntry:

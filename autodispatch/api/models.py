@@ -259,6 +259,32 @@ class ApiKeyCreate(_Request):
     )
 
 
+# -- the tenant's own Telegram bots (docs/bots.md) --------------------------------------
+class TenantBot(BaseModel):
+    bot_id: int = Field(description="Telegram's id of the bot")
+    tenant_id: str
+    username: str
+    status: Literal["active", "paused"] = Field(
+        description="paused: Telegram refused the token (revoked in @BotFather); register the new token"
+    )
+    paused_reason: str | None
+    paused_at: datetime | None
+    webhook_path: str = Field(description="where Telegram delivers the bot's updates (webhook mode)")
+    link: str = Field(description="https://t.me/<bot>: the bot drivers talk to")
+    created_at: datetime
+
+
+class TenantBotList(BaseModel):
+    items: list[TenantBot]
+
+
+class TenantBotCreate(_Request):
+    token: str = Field(
+        min_length=3, max_length=200,
+        description="the token from @BotFather; checked with getMe, stored encrypted, never shown again",
+    )  # fmt: skip
+
+
 class ApiKeyCreated(ApiKey):
     api_key: str = Field(description="the key: shown this once, stored hashed")
 

@@ -27,6 +27,7 @@ PATH_PARAMS: dict[str, tuple[dict[str, Any], str]] = {
     "chat_id": ({"type": "integer"}, "the driver's Telegram chat id"),
     "order_id": ({"type": "string"}, "the order's id"),
     "key_id": ({"type": "string"}, "the API key's id (k…), not the key itself"),
+    "bot": ({"type": "string"}, "the bot's Telegram id or its @username"),
 }
 
 ERROR_TEXT = {

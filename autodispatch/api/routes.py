@@ -18,7 +18,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from autodispatch import admin, cli_drivers, onboarding_admin, tenants
+from autodispatch import admin, bots, cli_drivers, onboarding_admin, tenants
 from autodispatch.agenda_sync import request_agenda_sync
 from autodispatch.api import models as m
 from autodispatch.api import store
@@ -310,6 +310,25 @@ async def revoke_api_key(ctx: Ctx) -> web.Response:
     return _json(m.ApiKey, row)
 
 
+async def list_tenant_bots(ctx: Ctx) -> web.Response:
+    return _items(m.TenantBotList, await bots.list_bots(ctx.pool, ctx.settings, ctx.tenant_id))
+
+
+async def create_tenant_bot(ctx: Ctx) -> web.Response:
+    body = await ctx.body(m.TenantBotCreate)
+    row = await bots.add_bot(
+        ctx.pool, ctx.settings, ctx.tenant_id, body.token, api_base=ctx.settings.telegram_api_base,
+        source="api", actor=ctx.actor,
+    )  # fmt: skip
+    return _json(m.TenantBot, row, status=201)
+
+
+async def delete_tenant_bot(ctx: Ctx) -> web.Response:
+    bot = ctx.request.match_info["bot"]
+    await bots.remove_bot(ctx.pool, ctx.settings, ctx.tenant_id, bot, source="api", actor=ctx.actor)
+    return web.Response(status=204)
+
+
 async def read_audit(ctx: Ctx) -> web.Response:
     q = ctx.query(m.AuditQuery)
     tenant_id = (await tenants.get_tenant(ctx.pool, q.tenant))["tenant_id"] if q.tenant else None
@@ -361,6 +380,13 @@ ENDPOINTS: list[Endpoint] = [
       MANAGE, m.ApiKeyCreated, 201, m.ApiKeyCreate, errors=(409,)),
     E("DELETE", "/tenants/{tenant}/api-keys/{key_id}", revoke_api_key, "revokeApiKey", "revoke an API key",
       MANAGE, m.ApiKey),
+    E("GET", "/tenants/{tenant}/bots", list_tenant_bots, "listTenantBots", "the tenant's own Telegram bots and "
+      "their status (paused: Telegram refused the token)", MANAGE, m.TenantBotList),
+    E("POST", "/tenants/{tenant}/bots", create_tenant_bot, "createTenantBot", "register the tenant's own bot, "
+      "or give it its new token (resumes a paused bot)", MANAGE, m.TenantBot, 201, m.TenantBotCreate,
+      errors=(409,)),
+    E("DELETE", "/tenants/{tenant}/bots/{bot}", delete_tenant_bot, "deleteTenantBot", "stop serving the "
+      "tenant's bot (by id or username)", MANAGE, None, 204),
     E("GET", "/audit", read_audit, "readAudit", "the central audit log, oldest first within the newest `limit`",
       SYSTEM, m.AuditList, query=m.AuditQuery),
 ]  # fmt: skip
