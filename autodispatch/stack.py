@@ -354,8 +354,11 @@ class Stack:
                 SANDBOX_TENANT,
             )
             await conn.execute(
-                """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status)
-                   VALUES ($1, $2, 'Demo Driver', $3, 'Europe/Moscow', 'active') ON CONFLICT DO NOTHING""",
+                # The sandbox's own calendar, in its own emulator: the system vouches for it.
+                """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status,
+                                        calendar_proof, calendar_proven_id, calendar_proven_at)
+                   VALUES ($1, $2, 'Demo Driver', $3, 'Europe/Moscow', 'active', 'owner', $3, now())
+                   ON CONFLICT DO NOTHING""",
                 SANDBOX_TENANT, SANDBOX_CHAT_ID, SANDBOX_CALENDAR,
             )  # fmt: skip
 

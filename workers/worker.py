@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.billing import BillingActivities
 from activities.calendar import CalendarActivities, CalendarService
+from activities.calendar_proof import CalendarOwnership
 from activities.llm import LlmActivities
 from activities.oauth import OAuthActivities, OAuthGrants
 from activities.onboarding import OnboardingActivities, OnboardingRouter
@@ -56,7 +57,7 @@ WORKFLOWS = (*WORKFLOWS, *DAY_WORKFLOWS)  # the driver's day (#5): agenda, setti
 
 
 def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, settings: Settings) -> list:
-    store = StoreActivities(pool)
+    store = StoreActivities(pool, CalendarOwnership(pool, calendar))
     telegram = TelegramActivities(bot, pool)
     if calendar.grants is None and settings.oauth_configured:
         # Drivers who connected their own calendar with /connect are written with their own grant.

@@ -212,6 +212,14 @@ class MainWorkflow:
         if driver.settings.language:  # the driver's /settings choice beats their Telegram app's language
             lang = driver.settings.language
 
+        if not driver.calendar_proven and driver.status != "disabled" and update.kind != "callback":
+            # Naming a calendar is not owning it: nothing is read from or written to it until the row
+            # carries a proof (a button on an earlier card acts on its own order's calendar).
+            return await self._end(
+                update, "calendar_unproven", "refusal",
+                texts.t(lang, "calendar_prove", calendar_id=driver.calendar_id, code=driver.calendar_code or "?"),
+                calendar_id=driver.calendar_id,
+            )  # fmt: skip
         if driver.status != "active":
             key = "driver_pending" if driver.status == "pending" else "driver_disabled"
             return await self._end(update, "driver_disabled", "refusal", texts.t(lang, key))
