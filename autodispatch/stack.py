@@ -47,8 +47,10 @@ from bot.menu import register_commands
 from bot.oauth import add_oauth_routes
 from bot.polling import poll_updates
 from bot.server import WEBHOOK_PATH, Health, add_health_route, add_metrics_route, add_webhook_route, traced
+from bot.strangers import DenialTally, StrangerGate, StrangerPolicy
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
+from workers.retention import start_retention_schedule
 from workers.worker import Workers, build_workers
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,8 @@ class Stack:
     google_emulator: Any = None
     sandbox: SandboxInfo = field(default_factory=SandboxInfo)
     relay: InboxRelay | None = None
+    strangers: StrangerGate | None = None
+    denials: DenialTally | None = None
     temporal_address: str = ""
     worker_processes: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
     _workers: Workers | None = None
@@ -376,6 +380,7 @@ class Stack:
         await self._await_worker_processes(self._start_worker_processes())
         # Morning agendas: every driver's Schedule in line with the whitelist (#5).
         await start_agenda_reconciler(self.client, self.settings.temporal_task_queue)
+        await start_retention_schedule(self.client, self.settings.temporal_task_queue)
         self.health.set("worker", True)
 
     def _start_worker_processes(self) -> list[tuple[Any, Any]]:
@@ -439,9 +444,13 @@ class Stack:
         assert self.client and self.bot and self.http_app is not None
         s = self.settings
         assert self.pool is not None
+        self.denials = DenialTally(self.pool, s.denial_window_seconds)
+        await self.denials.start()
+        self.strangers = StrangerGate(self.pool, StrangerPolicy.from_settings(s), self.denials)
         edge = TemporalEdge(
-            self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id]
-        )
+            self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id],
+            strangers=self.strangers,
+        )  # fmt: skip
         assert edge.relay is not None
         # Before the first update arrives: what a crash left stored is handed over first.
         await edge.relay.start()
@@ -517,6 +526,9 @@ class Stack:
                 task.cancel()
         if self.relay is not None:
             await self.relay.stop()
+        if self.denials is not None:
+            with contextlib.suppress(Exception):
+                await self.denials.stop()  # the counts of the window still open are written
         await asyncio.to_thread(self._stop_worker_processes)
         if self._workers is not None:
             with contextlib.suppress(Exception):

@@ -21,6 +21,7 @@ from autodispatch.temporal import sdk_metrics_address
 from bot.dispatcher import make_bot
 from bot.server import add_metrics_route
 from workers.day import start_agenda_reconciler
+from workers.retention import start_retention_schedule
 from workers.worker import build_workers
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ async def run_worker(
         ready()
     if outbound:  # morning agendas: the shared worker keeps every driver's Schedule in line
         await start_agenda_reconciler(client, task_queue)
+        await start_retention_schedule(client, task_queue)
     try:
         await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -27,6 +27,7 @@ from activities.onboarding import OnboardingActivities, OnboardingRouter
 from activities.orders import OrderStarter
 from activities.parsing import ParseActivities
 from activities.pictures import PictureActivities
+from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.telegram import SendPacer, TelegramActivities
 from autodispatch.settings import Settings
@@ -40,6 +41,7 @@ from workflows.main import MainWorkflow
 from workflows.oauth import CalendarConnectedWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.order import OrderWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.subscription import InvoiceWorkflow, SubscriptionWorkflow
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ WORKFLOWS: Sequence[type] = (
     InvoiceWorkflow,
     OnboardingWorkflow,  # #6 phase 2: the new driver's dialogue
     CalendarConnectedWorkflow,  # #6 phase 4: after /connect, resume orders paused on a revoked grant
+    RetentionWorkflow,  # old audit rows and sent replies deleted, daily
 )
 WORKFLOWS = (*WORKFLOWS, *DAY_WORKFLOWS)  # the driver's day (#5): agenda, settings
 
@@ -103,6 +106,7 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
         pictures.read_picture,
         OrderStarter().start_order_workflow,
         llm.parse_with_llm,
+        RetentionActivities(pool, settings).apply_retention,
     ]
 
 
