@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.testing import ActivityEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.retention import RetentionActivities
 from autodispatch.db import SYSTEM_TENANT, system_tx
@@ -21,6 +22,7 @@ from schemas.retention import RetentionInput
 from schemas.telegram import TelegramUpdateReceived
 from tests.conftest import Outside, Postgres, stack_settings, unique_chat_id, until
 from tests.test_e2e import finished, new_driver, replies, running, send, token_of
+from workflows.retention import RetentionWorkflow
 
 ORDER = "завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67"
 
@@ -183,3 +185,20 @@ async def test_retention_deletes_old_audit_and_sent_replies_only(postgres: Postg
     with pytest.raises(Exception, match="at least one day"):
         async with system_tx(postgres.pool) as conn:
             await conn.fetchval("SELECT app_purge_audit(0, 10)")
+
+
+async def test_the_retention_workflow_applies_the_settings(
+    postgres: Postgres, time_skipping_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    from autodispatch.settings import Settings
+
+    settings = Settings(_env_file=None, audit_retention_days=0, outbox_retention_days=3650, data_dir=tmp_path)  # type: ignore[call-arg]
+    async with Worker(
+        time_skipping_env.client, task_queue=task_queue, workflows=[RetentionWorkflow],
+        activities=[RetentionActivities(postgres.pool, settings).apply_retention],
+    ):  # fmt: skip
+        result = await time_skipping_env.client.execute_workflow(
+            RetentionWorkflow.run, RetentionInput(), id=f"retention-{uuid.uuid4()}", task_queue=task_queue
+        )
+    # 0 keeps the audit log forever; nothing sent is ten years old.
+    assert (result.audit_days, result.audit_deleted, result.outbox_deleted, result.done) == (0, 0, 0, True)
