@@ -106,13 +106,18 @@ class DenialTally:
     def count(
         self, key: str, reason: str, *, tenant_id: str = SYSTEM_TENANT, chat_id: int | None = None,
         **details: Any,
-    ) -> None:  # fmt: skip
+    ) -> bool:  # fmt: skip
+        """Count one refusal; True if it is the first of its key's window (a caller that writes the
+        first one's own row at once, as the API does, then leaves the rest to the aggregate)."""
         entry = self._open.get(key)
+        first = entry is None
         if entry is None:
             entry = self._open[key] = _Denied(tenant_id, chat_id, time.time(), details=details)
         entry.count += 1
         entry.reasons[reason] += 1
-        metrics.stranger_denied(reason)
+        if self.workflow_id == "edge":
+            metrics.stranger_denied(reason)
+        return first
 
     @property
     def pending(self) -> int:
