@@ -120,6 +120,11 @@ def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
                         print(
                             f"{r['tenant_id']:<16} {r['chat_id']:<14} {r['status']:<9} {r['time_zone']:<20} "
                             f"{r['driver_name']} <{r['calendar_id']}>"
+                            + (
+                                ""
+                                if r.get("calendar_proof")
+                                else f" (calendar unproven, code {r['calendar_code']})"
+                            )
                         )
                     if not rows:
                         print("no drivers")

@@ -15,6 +15,10 @@ ALTER TABLE drivers
     ADD COLUMN calendar_code text;
 
 UPDATE drivers SET calendar_proof = 'legacy', calendar_proven_id = calendar_id, calendar_proven_at = now();
+-- Except where one calendar is named in several tenants: that is what this closes, so all of them prove
+-- it again (each row gets its code below, through the trigger).
+UPDATE drivers SET calendar_proof = NULL, calendar_proven_id = NULL, calendar_proven_at = NULL
+ WHERE calendar_id IN (SELECT calendar_id FROM drivers GROUP BY calendar_id HAVING count(DISTINCT tenant_id) > 1);
 
 CREATE FUNCTION drivers_calendar_proof() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -42,5 +46,6 @@ END $$;
 
 CREATE TRIGGER drivers_calendar_proof BEFORE INSERT OR UPDATE ON drivers
     FOR EACH ROW EXECUTE FUNCTION drivers_calendar_proof();
+UPDATE drivers SET calendar_code = NULL WHERE calendar_proof IS NULL;  -- the trigger issues the codes
 
 CREATE INDEX drivers_by_calendar ON drivers (calendar_id);
