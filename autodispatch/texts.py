@@ -42,6 +42,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "«Настройки и общий доступ».\n"
             "2. В поле «Описание» вставьте код {code} (остальной текст можно оставить) и сохраните.\n"
             "3. Пришлите мне любое сообщение — я проверю код. После подтверждения код можно удалить.\n"
+            "Если это основной календарь вашего Google-аккаунта, подтвердить можно и командой /connect.\n"
             "Так никто другой не сможет указать ваш календарь, а вы — чужой."
         ),
         "calendar_prove_after": (
@@ -334,6 +335,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "“Settings and sharing”.\n"
             "2. Paste the code {code} into its “Description” (any other text may stay) and save.\n"
             "3. Send me any message and I will check the code. Once confirmed, you may remove it.\n"
+            "If it is the main calendar of your own Google account, /connect proves it too.\n"
             "This way nobody else can name your calendar, and nobody can name someone else's."
         ),
         "calendar_prove_after": (

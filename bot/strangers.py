@@ -115,8 +115,6 @@ class DenialTally:
             entry = self._open[key] = _Denied(tenant_id, chat_id, time.time(), details=details)
         entry.count += 1
         entry.reasons[reason] += 1
-        if self.workflow_id == "edge":
-            metrics.stranger_denied(reason)
         return first
 
     @property
@@ -272,4 +270,5 @@ class StrangerGate:
             self._quiet_until.popitem(last=False)
 
     def _deny(self, chat_id: int, reason: str, *, tenant_id: str = SYSTEM_TENANT, **details: Any) -> None:
+        metrics.stranger_denied(reason)
         self.tally.count(f"chat:{chat_id}", reason, tenant_id=tenant_id, chat_id=chat_id, **details)

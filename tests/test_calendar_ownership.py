@@ -134,3 +134,30 @@ async def test_no_grant_is_found_by_calendar_id_across_tenants(postgres: Postgre
     assert await grants.load_for_calendar(tenant_b, calendar_id) is None
     # A calendar call that names no tenant runs as the service account, never as a grant found by id.
     assert await asyncio.to_thread(grants.grant_for, None, None, calendar_id) is None
+
+
+async def test_connect_with_the_drivers_own_account_proves_its_main_calendar(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    from tests.test_e2e_oauth import approve, connect_link, connected, oauth_settings, oauth_stack
+
+    settings, _sa = oauth_settings(tmp_path, postgres, temporal_dev, outside)
+    email = f"driver-{uuid.uuid4().hex[:8]}@gmail.example"
+    outside.google.create_user(email, make_current=False)  # their own calendar, id = e-mail
+    async with oauth_stack(settings, outside) as stack:
+        assert stack.pool is not None
+        chat_id, tenant = unique_chat_id(), f"t-{uuid.uuid4().hex[:8]}"
+        await admin.add_driver(
+            stack.pool, tenant=tenant, chat_id=chat_id, calendar_id=email, name="Ivan", vouched_by=None
+        )
+        first = send(outside, stack, chat_id, ORDER)
+        assert (await finished(stack, first["update_id"])).outcome == "calendar_unproven"
+        assert "/connect" in replies(outside, stack, chat_id)[-1]["text"]
+
+        url = await connect_link(outside, stack, chat_id)  # /connect works before the proof: it is one
+        assert (await approve(url, email)).status_code == 200
+        await connected(stack, tenant, chat_id, url)
+        again = send(outside, stack, chat_id, ORDER)
+        assert (await finished(stack, again["update_id"])).outcome == "event_created"
+        (proven,) = await audit_actions(stack, tenant, "calendar_ownership_proven")
+        assert proven["details"]["proof"] == "oauth"
