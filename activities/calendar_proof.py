@@ -31,6 +31,7 @@ from autodispatch.db import tenant_tx
 log = logging.getLogger(__name__)
 
 Proof = Literal["description", "oauth"]
+READ_TIMEOUT = 4.0  # seconds for calendars.get
 
 
 def read_description(calendar: CalendarService, calendar_id: str) -> str | None:
@@ -67,7 +68,13 @@ class CalendarOwnership:
             )  # fmt: skip
         if account and account.strip().lower() == calendar_id.strip().lower():
             return "oauth"
-        description = await asyncio.to_thread(read_description, self.calendar, calendar_id)
+        try:
+            # Inside the whitelist lookup (a local activity of 10 s): a slow Google means "not yet".
+            description = await asyncio.wait_for(
+                asyncio.to_thread(read_description, self.calendar, calendar_id), timeout=READ_TIMEOUT
+            )
+        except TimeoutError:
+            return None
         return "description" if code_in(description, code) else None
 
     async def record(
