@@ -238,7 +238,7 @@ class StrangerGate:
             row = await conn.fetchrow(
                 """INSERT INTO stranger_chats AS s (bot_id, chat_id, answered_at, dialogue_until)
                    VALUES ($1, $2, now(), CASE WHEN $3 THEN now() + make_interval(secs => $5) END)
-                   ON CONFLICT (bot_id, chat_id) DO UPDATE SET
+                   ON CONFLICT (tenant_id, bot_id, chat_id) DO UPDATE SET
                        dialogue_until = CASE WHEN $3 THEN EXCLUDED.dialogue_until ELSE s.dialogue_until END,
                        answered_at = CASE WHEN $3 OR s.dialogue_until > now()
                                                OR s.answered_at <= now() - make_interval(secs => $4)

@@ -47,5 +47,3 @@ END $$;
 CREATE TRIGGER drivers_calendar_proof BEFORE INSERT OR UPDATE ON drivers
     FOR EACH ROW EXECUTE FUNCTION drivers_calendar_proof();
 UPDATE drivers SET calendar_code = NULL WHERE calendar_proof IS NULL;  -- the trigger issues the codes
-
-CREATE INDEX drivers_by_calendar ON drivers (calendar_id);

@@ -2,24 +2,25 @@
 -- few hours: `answered_at` is when its last message was let through to a flow; `dialogue_until` keeps
 -- the onboarding dialogue a /start opened reachable meanwhile. Not a tenant's data: the system context.
 CREATE TABLE stranger_chats (
+    tenant_id       text NOT NULL DEFAULT 'system',  -- a stranger belongs to nobody: always 'system'
     bot_id          bigint NOT NULL,
     chat_id         bigint NOT NULL,
     answered_at     timestamptz NOT NULL DEFAULT now(),
     dialogue_until  timestamptz,
-    PRIMARY KEY (bot_id, chat_id)
+    PRIMARY KEY (tenant_id, bot_id, chat_id)
 );
-CREATE INDEX stranger_chats_by_time ON stranger_chats (answered_at);
+CREATE INDEX stranger_chats_by_time ON stranger_chats (tenant_id, answered_at);
 
 ALTER TABLE stranger_chats ENABLE ROW LEVEL SECURITY;
 ALTER TABLE stranger_chats FORCE ROW LEVEL SECURITY;
-CREATE POLICY system_only ON stranger_chats USING (app_is_system()) WITH CHECK (app_is_system());
+CREATE POLICY tenant_isolation ON stranger_chats USING (app_is_system() OR tenant_id = app_tenant())
+    WITH CHECK (app_is_system() OR tenant_id = app_tenant());
 
 -- Groups and channels are refused unless the tenant enables them for its whitelisted chats.
 ALTER TABLE tenants ADD COLUMN allow_groups boolean NOT NULL DEFAULT false;
 
--- Retention deletes old rows by time: the outbox needs the index the audit log has.
-CREATE INDEX outbox_by_time ON outbox (created_at);
-CREATE INDEX audit_log_at ON audit_log (at);
+-- Retention deletes old rows by time: the outbox gets the index the audit log has.
+CREATE INDEX outbox_by_time ON outbox (tenant_id, created_at);
 
 -- The audit log is append-only for the app role; retention deletes through this one door, which
 -- refuses to touch anything younger than a day, in batches (one short transaction each).
