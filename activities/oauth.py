@@ -174,15 +174,17 @@ class OAuthGrants:
             await self._reencrypt_if_stale(conn, row)
         return self._grant(row)
 
-    async def load_for_calendar(self, calendar_id: str) -> UserGrant | None:
+    async def load_for_calendar(self, tenant_id: str, calendar_id: str) -> UserGrant | None:
         """For a calendar call that names no driver (an input recorded before it carried one): the grant
-        of the one driver whose calendar this is; none when no driver or several do (ambiguous)."""
-        async with system_tx(self.pool) as conn:
+        of the one driver of this tenant whose calendar this is; none when no driver or several do
+        (ambiguous). Never across tenants: a calendar id is a name anyone can claim, not a key."""
+        async with tenant_tx(self.pool, tenant_id) as conn:
             rows = await conn.fetch(
                 """SELECT g.* FROM oauth_grants g JOIN drivers d USING (tenant_id, chat_id)
-                    WHERE d.calendar_id = $1 LIMIT 2""",
-                calendar_id,
-            )
+                    WHERE g.tenant_id = $1 AND d.calendar_id = $2 AND d.calendar_proof IS NOT NULL
+                    LIMIT 2""",
+                tenant_id, calendar_id,
+            )  # fmt: skip
         return self._grant(rows[0]) if len(rows) == 1 else None
 
     async def mark_revoked(self, tenant_id: str, chat_id: int, reason: str) -> bool:
@@ -289,9 +291,9 @@ class OAuthGrants:
     ) -> UserGrant | None:
         if tenant_id is not None and chat_id is not None:
             return self._blocking(self.load(tenant_id, chat_id))
-        if calendar_id:
-            return self._blocking(self.load_for_calendar(calendar_id))
-        return None
+        if tenant_id is not None and calendar_id:
+            return self._blocking(self.load_for_calendar(tenant_id, calendar_id))
+        return None  # no tenant named: the service account, never a grant found by calendar id alone
 
     def mark_revoked_blocking(self, tenant_id: str, chat_id: int, reason: str) -> bool:
         return self._blocking(self.mark_revoked(tenant_id, chat_id, reason))

@@ -150,7 +150,7 @@ class OnboardingActivities:
         finds its own row (same tenant and calendar) and reports it registered again."""
         async with system_tx(self.pool) as conn:
             existing = await conn.fetchrow(
-                "SELECT tenant_id, calendar_id, status, time_zone FROM drivers WHERE chat_id = $1",
+                "SELECT tenant_id, calendar_id, status, time_zone, calendar_code FROM drivers WHERE chat_id = $1",
                 req.chat_id,
             )
             tenant = await conn.fetchrow("SELECT * FROM tenants WHERE tenant_id = $1", req.tenant_id)
@@ -160,13 +160,16 @@ class OnboardingActivities:
                 return Registration(
                     outcome="registered" if mine else "already_registered", tenant_id=existing["tenant_id"],
                     status=existing["status"], activation=activation, time_zone=existing["time_zone"],
+                    calendar_code=existing["calendar_code"] if mine else None,
                 )  # fmt: skip
             if tenant is None or tenant["status"] != "active":
                 return Registration(outcome="tenant_unavailable", tenant_id=req.tenant_id)
             zone = _zone(req.calendar_time_zone) or tenant["time_zone"]
-            await conn.execute(
+            # Shared with us is not owned by them: the row gets a one-time code for the calendar's
+            # description (the trigger of migration 0011_a), and the calendar stays unused until then.
+            code = await conn.fetchval(
                 """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status)
-                   VALUES ($1, $2, $3, $4, $5, 'pending')""",
+                   VALUES ($1, $2, $3, $4, $5, 'pending') RETURNING calendar_code""",
                 req.tenant_id, req.chat_id, req.driver_name, req.calendar_id, zone,
             )  # fmt: skip
             await conn.execute(
@@ -174,7 +177,8 @@ class OnboardingActivities:
                    VALUES ($1, $2, $3, 'driver_registered', $4, $5) ON CONFLICT DO NOTHING""",
                 req.tenant_id, req.workflow_id, req.step, req.chat_id,
                 {"calendar_id": req.calendar_id, "name": req.driver_name, "status": "pending",
-                 "time_zone": zone, "activation": activation, "access_role": req.access_role},
+                 "time_zone": zone, "activation": activation, "access_role": req.access_role,
+                 "calendar_proof": "awaiting_code"},
             )  # fmt: skip
         return Registration(
             outcome="registered",
@@ -182,4 +186,5 @@ class OnboardingActivities:
             status="pending",
             activation=activation,
             time_zone=zone,
+            calendar_code=code,
         )

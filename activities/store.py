@@ -6,6 +6,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.calendar_proof import CalendarOwnership
 from autodispatch import metrics, tenants
 from autodispatch.db import system_tx, tenant_tx
 from schemas.driver import Driver, DriverLookup, DriverSettings, LookupDriverInput
@@ -30,8 +31,10 @@ def _order_ref(row: asyncpg.Record | dict) -> OrderRef:
 
 
 class StoreActivities:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, ownership: CalendarOwnership | None = None) -> None:
         self.pool = pool
+        # Looks for the proof of an unproven calendar (None: such a calendar stays unproven).
+        self.ownership = ownership
 
     @activity.defn(name="lookup_driver")
     async def lookup_driver(self, req: LookupDriverInput) -> DriverLookup:
@@ -39,7 +42,7 @@ class StoreActivities:
         async with system_tx(self.pool) as conn:
             row = await conn.fetchrow(
                 """SELECT d.tenant_id, d.chat_id, d.driver_name, d.calendar_id, d.time_zone, d.status,
-                          d.settings, t.currency, t.task_queue, t.status AS tenant_status, q.workflow_id AS question
+                          d.settings, d.calendar_proof, d.calendar_code, t.currency, t.task_queue, t.status AS tenant_status, q.workflow_id AS question
                      FROM drivers d JOIN tenants t USING (tenant_id)
                      LEFT JOIN open_questions q ON q.tenant_id = d.tenant_id AND q.chat_id = d.chat_id
                     WHERE d.chat_id = $1
@@ -49,6 +52,9 @@ class StoreActivities:
         if row is None:
             return DriverLookup()
         status = row["status"] if row["tenant_status"] == "active" else "disabled"
+        proven = row["calendar_proof"] is not None
+        if not proven and status != "disabled" and self.ownership is not None:
+            proven = await self._prove(row)
         driver = Driver(
             tenant_id=row["tenant_id"],
             chat_id=row["chat_id"],
@@ -59,8 +65,20 @@ class StoreActivities:
             currency=row["currency"],
             task_queue=row["task_queue"],
             settings=DriverSettings.model_validate(row["settings"] or {}),
+            calendar_proven=proven,
+            calendar_code=None if proven else row["calendar_code"],
         )
         return DriverLookup(driver=driver, pending_question_workflow_id=row["question"])
+
+    async def _prove(self, row: asyncpg.Record) -> bool:
+        """The driver may have put the code into the calendar since their last message: look again."""
+        assert self.ownership is not None
+        key = (row["tenant_id"], row["chat_id"], row["calendar_id"])
+        proof = await self.ownership.find_proof(*key, row["calendar_code"])
+        if proof is None:
+            return False
+        async with system_tx(self.pool) as conn:
+            return await self.ownership.record(conn, *key, proof)
 
     @activity.defn(name="finish_step")
     async def finish_step(self, req: FinishStepInput) -> int:

@@ -57,29 +57,63 @@ async def add_driver(
     name: str,
     time_zone: str | None = None,
     status: str = "active",
+    vouched_by: str | None = "owner",
 ) -> dict[str, Any]:
+    """The system owner's whitelisting. `vouched_by` names who vouches that the calendar is the driver's
+    (audited as `calendar_ownership_vouched`); None leaves the calendar unproven: the row gets a
+    one-time code the driver puts into the calendar's description before the bot uses it."""
     if not calendar_id.strip():
         raise AdminError("calendar id must not be empty")
     if time_zone:
         check_time_zone(time_zone)
+    calendar_id = calendar_id.strip()
+    proof = "owner" if vouched_by else None
     async with system_tx(pool) as conn:
         t = await ensure_tenant(conn, tenant, time_zone)
         other = await conn.fetchrow("SELECT tenant_id FROM drivers WHERE chat_id = $1", chat_id)
         if other is not None and other["tenant_id"] != t["tenant_id"]:
             raise AdminError(f"chat {chat_id} already belongs to another tenant; disable it there first")
         row = await conn.fetchrow(
-            """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status)
-               VALUES ($1, $2, $3, $4, $5, $6)
+            """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status,
+                                    calendar_proof, calendar_proven_id, calendar_proven_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7::text IS NULL THEN NULL ELSE $4 END,
+                       CASE WHEN $7::text IS NULL THEN NULL ELSE now() END)
                ON CONFLICT (tenant_id, chat_id) DO UPDATE SET driver_name = EXCLUDED.driver_name,
                    calendar_id = EXCLUDED.calendar_id, time_zone = EXCLUDED.time_zone,
-                   status = EXCLUDED.status, updated_at = now()
+                   status = EXCLUDED.status, updated_at = now(),
+                   calendar_proof = coalesce(EXCLUDED.calendar_proof, CASE
+                       WHEN drivers.calendar_id = EXCLUDED.calendar_id THEN drivers.calendar_proof END),
+                   calendar_proven_id = coalesce(EXCLUDED.calendar_proven_id, CASE
+                       WHEN drivers.calendar_id = EXCLUDED.calendar_id THEN drivers.calendar_proven_id END),
+                   calendar_proven_at = coalesce(EXCLUDED.calendar_proven_at, CASE
+                       WHEN drivers.calendar_id = EXCLUDED.calendar_id THEN drivers.calendar_proven_at END)
                RETURNING *""",
-            t["tenant_id"], chat_id, name, calendar_id.strip(), time_zone or t["time_zone"], status,
+            t["tenant_id"], chat_id, name, calendar_id, time_zone or t["time_zone"], status, proof,
         )  # fmt: skip
         await _audit(
-            conn, t["tenant_id"], "driver_added", chat_id=chat_id, calendar_id=calendar_id, name=name
-        )
+            conn, t["tenant_id"], "driver_added", chat_id=chat_id, calendar_id=calendar_id, name=name,
+            calendar_proof=row["calendar_proof"] or "awaiting_code",
+        )  # fmt: skip
+        if vouched_by:
+            holders = await calendar_holders(conn, calendar_id, t["tenant_id"], chat_id)
+            await _audit(
+                conn, t["tenant_id"], "calendar_ownership_vouched", chat_id=chat_id, calendar_id=calendar_id,
+                actor=vouched_by, also_used_by=holders,
+            )  # fmt: skip
     return dict(row)
+
+
+async def calendar_holders(
+    conn: asyncpg.Connection, calendar_id: str, tenant_id: str, chat_id: int
+) -> list[dict[str, Any]]:
+    """Other active drivers (any tenant) whose proven calendar this is: in the system context only."""
+    rows = await conn.fetch(
+        """SELECT tenant_id, chat_id, calendar_proof FROM drivers
+            WHERE calendar_id = $1 AND status = 'active' AND calendar_proof IS NOT NULL
+              AND NOT (tenant_id = $2 AND chat_id = $3)""",
+        calendar_id, tenant_id, chat_id,
+    )  # fmt: skip
+    return [dict(r) for r in rows]
 
 
 async def list_drivers(pool: asyncpg.Pool, *, tenant: str | None = None) -> list[dict[str, Any]]:

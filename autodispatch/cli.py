@@ -64,6 +64,24 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # -- whitelist --------------------------------------------------------------------------
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's arbitrary uid)
+        return "unknown"
+
+
+def _proof_note(driver: dict) -> str:
+    if driver.get("calendar_proof"):
+        return f"; calendar ownership: {driver['calendar_proof']}"
+    return (
+        f"; calendar ownership NOT proven yet: the driver puts the code {driver['calendar_code']} into the "
+        "calendar's description and sends the bot any message (the bot explains it to them)"
+    )
+
+
 def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
     from autodispatch import admin
     from autodispatch.agenda_sync import request_agenda_sync
@@ -80,13 +98,17 @@ def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
                     await verify_before_add(
                         settings, args.calendar_id, pool=pool, tenant=args.tenant, chat_id=args.chat_id
                     )
+                # --no-verify is the owner's explicit word that the calendar is the driver's (audited);
+                # otherwise the driver proves it with the row's one-time code (the bot tells them how).
                 driver = await admin.add_driver(
                     pool, tenant=args.tenant, chat_id=args.chat_id, calendar_id=args.calendar_id,
                     name=args.name, time_zone=args.tz, status=args.status,
+                    vouched_by=None if args.verify else f"cli:{_os_user()}",
                 )  # fmt: skip
                 _print_json(driver) if args.json else print(
                     f"driver {driver['driver_name']!r} (chat {driver['chat_id']}) added to tenant "
                     f"{driver['tenant_id']!r}, calendar {driver['calendar_id']}, status {driver['status']}"
+                    + _proof_note(driver)
                 )
                 await request_agenda_sync(settings, driver["tenant_id"], driver["chat_id"])  # morning agenda
             elif args.driver_cmd == "list":
@@ -98,6 +120,11 @@ def cmd_driver(args: argparse.Namespace, settings: Settings) -> int:
                         print(
                             f"{r['tenant_id']:<16} {r['chat_id']:<14} {r['status']:<9} {r['time_zone']:<20} "
                             f"{r['driver_name']} <{r['calendar_id']}>"
+                            + (
+                                ""
+                                if r.get("calendar_proof")
+                                else f" (calendar unproven, code {r['calendar_code']})"
+                            )
                         )
                     if not rows:
                         print("no drivers")

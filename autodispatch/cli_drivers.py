@@ -260,7 +260,9 @@ def add_verify_flag(parser: argparse.ArgumentParser) -> None:
         "--verify",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="check that the bot can read and write the calendar first (default: yes)",
+        help="check that the bot can read and write the calendar first (default: yes); `driver add "
+        "--no-verify` also vouches that the calendar is the driver's (audited as "
+        "calendar_ownership_vouched) instead of the driver proving it with a code",
     )
 
 

@@ -28,6 +28,11 @@ UPDATES_RECEIVED = Counter(
     "autodispatch_telegram_updates_received_total", "Telegram updates handed to Temporal by the edge",
     ["tenant", "kind"], registry=REGISTRY,
 )  # fmt: skip
+STRANGERS_DENIED = Counter(
+    "autodispatch_strangers_denied_total",
+    "Updates of unknown chats (and groups) refused at the edge, before anything was stored",
+    ["reason"], registry=REGISTRY,
+)  # fmt: skip
 ORDERS_RECEIVED = Counter(
     "autodispatch_orders_received_total",
     "Orders recognised in drivers' messages",
@@ -167,6 +172,10 @@ def send_budget_wait(seconds: float) -> None:
     SEND_BUDGET_WAIT_SECONDS.labels(tenant).observe(seconds)
     if seconds > 0:
         SEND_BUDGET_WAITS.labels(tenant).inc()
+
+
+def stranger_denied(reason: str) -> None:
+    STRANGERS_DENIED.labels(reason).inc()
 
 
 def update_received(tenant_id: str | None, kind: str) -> None:

@@ -147,6 +147,21 @@ class Settings(BaseSettings):
     onboarding_default_tenant: str | None = None
     telegram_bot_username: str | None = None
 
+    # Strangers (chats not on the whitelist) at the edge, before anything is stored or started: private
+    # chats only (a tenant may enable groups for its whitelisted chats), a token bucket per chat and one
+    # for all strangers together, one answer per chat per STRANGER_ANSWER_EVERY_HOURS (a /start and the
+    # onboarding dialogue it opens always pass), and one aggregated audit row per denied chat per window.
+    stranger_chat_burst: int = Field(default=10, ge=1)
+    stranger_chat_refill_seconds: float = Field(default=6.0, gt=0)  # one more message per chat every …
+    stranger_global_burst: int = Field(default=50, ge=1)
+    stranger_global_per_second: float = Field(default=10.0, gt=0)
+    stranger_answer_every_hours: float = Field(default=3.0, ge=0)
+    denial_window_seconds: float = Field(default=600.0, gt=0)
+    # Retention, applied daily by the RetentionWorkflow's Schedule: audit rows and sent replies (outbox)
+    # older than this many days are deleted; 0 keeps them forever.
+    audit_retention_days: int = Field(default=400, ge=0)
+    outbox_retention_days: int = Field(default=30, ge=0)
+
     # Admin API (/api/v1): JWTs signed HS256 with jwt_secret, or RS256 (verified with the public key, or
     # the private key's public half; `token issue` signs with the private key). Unset: JWTs are refused,
     # API keys still work.

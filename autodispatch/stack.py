@@ -59,8 +59,10 @@ from bot.server import (
     traced,
 )
 from schemas.billing import billing_settings
+from bot.strangers import DenialTally, StrangerGate, StrangerPolicy
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
+from workers.retention import start_retention_schedule
 from workers.worker import Workers, build_workers
 
 log = logging.getLogger(__name__)
@@ -152,6 +154,8 @@ class Stack:
     google_emulator: Any = None
     sandbox: SandboxInfo = field(default_factory=SandboxInfo)
     relay: InboxRelay | None = None
+    strangers: StrangerGate | None = None
+    denials: DenialTally | None = None
     temporal_address: str = ""
     worker_processes: list[multiprocessing.process.BaseProcess] = field(default_factory=list)
     _workers: Workers | None = None
@@ -366,8 +370,11 @@ class Stack:
                 SANDBOX_TENANT,
             )
             await conn.execute(
-                """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status)
-                   VALUES ($1, $2, 'Demo Driver', $3, 'Europe/Moscow', 'active') ON CONFLICT DO NOTHING""",
+                # The sandbox's own calendar, in its own emulator: the system vouches for it.
+                """INSERT INTO drivers (tenant_id, chat_id, driver_name, calendar_id, time_zone, status,
+                                        calendar_proof, calendar_proven_id, calendar_proven_at)
+                   VALUES ($1, $2, 'Demo Driver', $3, 'Europe/Moscow', 'active', 'owner', $3, now())
+                   ON CONFLICT DO NOTHING""",
                 SANDBOX_TENANT, SANDBOX_CHAT_ID, SANDBOX_CALENDAR,
             )  # fmt: skip
 
@@ -385,6 +392,7 @@ class Stack:
         await self._await_worker_processes(self._start_worker_processes())
         # Morning agendas: every driver's Schedule in line with the whitelist (#5).
         await start_agenda_reconciler(self.client, self.settings.temporal_task_queue)
+        await start_retention_schedule(self.client, self.settings.temporal_task_queue)
         self.health.set("worker", True)
 
     def _start_worker_processes(self) -> list[tuple[Any, Any]]:
@@ -449,9 +457,13 @@ class Stack:
         assert self.client and self.bot and self.http_app is not None
         s = self.settings
         assert self.pool is not None
+        self.denials = DenialTally(self.pool, s.denial_window_seconds)
+        await self.denials.start()
+        self.strangers = StrangerGate(self.pool, StrangerPolicy.from_settings(s), self.denials)
         edge = TemporalEdge(
             self.client, s.temporal_task_queue, ChatRouting(self.pool), Inbox(self.pool), [self.bot.id],
             max_attempts=s.telegram_update_max_attempts,
+            strangers=self.strangers,
         )  # fmt: skip
         assert edge.relay is not None
         # Before the first update arrives: what a crash left stored is handed over first.
@@ -569,6 +581,8 @@ class Stack:
             await self.fleet.stop()
         if self.relay is not None:
             await _within("the inbox relay", self.relay.stop(), 15)
+        if self.denials is not None:  # the counts of the window still open are written
+            await _within("the denial tally", self.denials.stop(), 10)
         await _within("the worker processes", asyncio.to_thread(self._stop_worker_processes), 60)
         if self._workers is not None:
             await _within("the worker", self._workers.shutdown(), 20)

@@ -35,6 +35,20 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "driver_disabled": "Ваш доступ к Auto-Dispatcher отключён. Обратитесь к администратору.",
         "driver_pending": "Ваша регистрация ожидает подтверждения. Заказы пока не принимаются.",
+        "calendar_prove": (
+            "🔒 Подтвердите, что календарь «{calendar_id}» — ваш: пока вы этого не сделали, бот не читает его "
+            "и ничего в него не пишет.\n"
+            "1. Откройте Google Календарь на компьютере → слева наведите на этот календарь → ⋮ → "
+            "«Настройки и общий доступ».\n"
+            "2. В поле «Описание» вставьте код {code} (остальной текст можно оставить) и сохраните.\n"
+            "3. Пришлите мне любое сообщение — я проверю код. После подтверждения код можно удалить.\n"
+            "Если это основной календарь вашего Google-аккаунта, подтвердить можно и командой /connect.\n"
+            "Так никто другой не сможет указать ваш календарь, а вы — чужой."
+        ),
+        "calendar_prove_after": (
+            "🔒 Последний шаг: подтвердите, что календарь ваш. В Google Календаре откройте его настройки → "
+            "«Описание», вставьте код {code}, сохраните и пришлите мне любое сообщение."
+        ),
         "help": (
             "Перешлите мне текст заказа, например:\n"
             "«завтра 9:30 Внуково → Тверская 7, 2500₽, Анна +7 916 123-45-67»\n"
@@ -314,6 +328,20 @@ TEXTS: dict[str, dict[str, str]] = {
         ),
         "driver_disabled": "Your Auto-Dispatcher access is disabled. Please contact your admin.",
         "driver_pending": "Your registration is waiting for approval. Orders are not accepted yet.",
+        "calendar_prove": (
+            "🔒 Please confirm that calendar “{calendar_id}” is yours: until you do, the bot neither reads it "
+            "nor writes anything into it.\n"
+            "1. Open Google Calendar on a computer → on the left, hover over this calendar → ⋮ → "
+            "“Settings and sharing”.\n"
+            "2. Paste the code {code} into its “Description” (any other text may stay) and save.\n"
+            "3. Send me any message and I will check the code. Once confirmed, you may remove it.\n"
+            "If it is the main calendar of your own Google account, /connect proves it too.\n"
+            "This way nobody else can name your calendar, and nobody can name someone else's."
+        ),
+        "calendar_prove_after": (
+            "🔒 One last step: confirm the calendar is yours. In Google Calendar open its settings → "
+            "“Description”, paste the code {code}, save, and send me any message."
+        ),
         "help": (
             "Forward me an order text, for example:\n"
             "“tomorrow 9:30 am JFK → 5th Ave 700, $90, Anna +1 212 555 0100”\n"

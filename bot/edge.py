@@ -23,6 +23,7 @@ from autodispatch.codec import hint_tenant
 from autodispatch.db import SYSTEM_TENANT, system_tx
 from bot.dead_letters import DEFAULT_MAX_ATTEMPTS
 from bot.inbox import Inbox, InboxItem, InboxRelay
+from bot.strangers import StrangerGate
 from schemas.telegram import TelegramUpdateReceived, main_workflow_id
 from workflows.ids import CHAT_ID, ORDER_ID, TENANT_ID, order_id_for
 
@@ -35,6 +36,7 @@ class ChatRoute:
     task_queue: str | None
     driver_name: str | None = None
     calendar_id: str | None = None
+    allow_groups: bool = False
 
 
 class ChatRouting:
@@ -44,9 +46,11 @@ class ChatRouting:
     always re-reads the whitelist, so a stale route only affects which worker runs the flow.
     """
 
-    def __init__(self, pool: asyncpg.Pool | None, ttl: float = 30.0) -> None:
+    def __init__(self, pool: asyncpg.Pool | None, ttl: float = 30.0, unknown_ttl: float = 5.0) -> None:
         self.pool = pool
         self.ttl = ttl
+        # Short for a chat nobody knows: a driver whitelisted a moment ago is not taken for a stranger.
+        self.unknown_ttl = unknown_ttl
         self._cache: dict[tuple[int, int | None], tuple[float, ChatRoute]] = {}
 
     async def route(self, chat_id: int, bot_id: int | None = None) -> ChatRoute:
@@ -59,13 +63,13 @@ class ChatRouting:
             return ChatRoute(None, None)
         async with system_tx(self.pool) as conn:
             row = await conn.fetchrow(
-                """SELECT d.tenant_id, t.task_queue, d.driver_name, d.calendar_id
+                """SELECT d.tenant_id, t.task_queue, d.driver_name, d.calendar_id, t.allow_groups
                    FROM drivers d JOIN tenants t USING (tenant_id) WHERE d.chat_id = $1
                     AND NOT EXISTS (SELECT 1 FROM tenant_bots b WHERE b.bot_id = $2 AND b.tenant_id <> d.tenant_id)""",
                 chat_id, bot_id,
             )  # fmt: skip
         route = ChatRoute(**dict(row)) if row else ChatRoute(None, None)
-        self._cache[(chat_id, bot_id)] = (now + self.ttl, route)
+        self._cache[(chat_id, bot_id)] = (now + (self.ttl if row else self.unknown_ttl), route)
         return route
 
 
@@ -79,10 +83,13 @@ class TemporalEdge:
         bot_ids: list[int] | None = None,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        strangers: StrangerGate | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.routing = routing
+        # What an unknown chat may cost (None: everything is handed over, as in a single flow's tests).
+        self.strangers = strangers
         self.relay = (
             InboxRelay(
                 inbox,
@@ -98,11 +105,16 @@ class TemporalEdge:
 
     async def hand_over(self, received: TelegramUpdateReceived, workflow: str = "MainWorkflow") -> bool:
         """Store the update for its flow (MainWorkflow unless a handler names another, e.g. the invoice
-        flow of /subscribe). True if stored (or started) now, False if it already was (redelivery).
+        flow of /subscribe). True if stored (or started) now, False if it already was (redelivery) or a
+        stranger's update was refused (bot/strangers.py).
 
         Raises when the update could not be stored: the caller must then not acknowledge it.
         """
         route = await self.routing.route(received.chat_id, received.bot_id)
+        if self.strangers is not None and not await self.strangers.admit(
+            received, tenant_id=route.tenant_id, allow_groups=route.allow_groups
+        ):
+            return False  # acknowledged and counted: nothing stored, started or answered
         item = InboxItem(
             tenant_id=route.tenant_id or SYSTEM_TENANT,
             received=received,

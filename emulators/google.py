@@ -227,6 +227,7 @@ class _Calendar:
             "shares": dict(self.acl),
             "events": len(self.events),
             "created_ts": self.created_ts,
+            "description": self.description,
         }
 
 
@@ -420,6 +421,7 @@ class GoogleEmulator:
         r.add_post(c + "/calendars", self._h_create_calendar)
         r.add_get(c + "/calendars", self._h_list_calendars)
         r.add_put(c + "/calendars/{calendarId}/acl", self._h_set_acl)
+        r.add_put(c + "/calendars/{calendarId}/description", self._h_set_description)
         r.add_delete(c + "/calendars/{calendarId}", self._h_delete_calendar)
         r.add_get(c + "/calendars/{calendarId}/events", self._h_all_events)
         r.add_post(c + "/service_accounts", self._h_create_sa)
@@ -522,6 +524,14 @@ class GoogleEmulator:
             raise ValueError(f"unknown role {role!r}; one of {sorted(ROLE_RANK)} or null")
         else:
             cal.acl[email] = role
+        return cal.to_json()
+
+    def set_description(self, calendar_id: str, description: str) -> dict[str, Any]:
+        """What its owner types into the calendar's "Description" in Google Calendar's settings."""
+        cal = self._calendars.get(calendar_id)
+        if cal is None:
+            raise KeyError(f"calendar {calendar_id!r} not found")
+        cal.description = description
         return cal.to_json()
 
     def delete_calendar(self, calendar_id: str) -> None:
@@ -1371,6 +1381,15 @@ class GoogleEmulator:
 
     async def _h_list_calendars(self, request: web.Request) -> web.Response:
         return web.json_response(self.calendars())
+
+    async def _h_set_description(self, request: web.Request) -> web.Response:
+        body = await json_object(request)
+        try:
+            return web.json_response(
+                self.set_description(request.match_info["calendarId"], str(body.get("description") or ""))
+            )
+        except KeyError as exc:
+            return control_error(404, str(exc))
 
     async def _h_set_acl(self, request: web.Request) -> web.Response:
         body = await json_object(request)

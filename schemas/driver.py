@@ -33,6 +33,10 @@ class Driver(BaseModel):
     currency: str | None = None
     task_queue: str | None = None  # a dedicated tenant's queue; None = the shared one
     settings: DriverSettings = Field(default_factory=DriverSettings)
+    # Whether the row carries a proof that the calendar is the driver's (activities/calendar_proof.py);
+    # until it does, the bot neither reads nor writes it and tells the driver how, with this code.
+    calendar_proven: bool = True
+    calendar_code: str | None = None
 
 
 class LookupDriverInput(BaseModel):

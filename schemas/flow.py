@@ -12,6 +12,7 @@ Outcome = Literal[
     "onboarding_started",  # an unknown chat's /start: its OnboardingWorkflow was started
     "onboarding_continued",  # a message handed to the chat's running OnboardingWorkflow
     "driver_disabled",
+    "calendar_unproven",  # the driver's calendar has no proof of ownership yet: told how to give one
     "not_an_order",
     "parse_failed",  # the parser gave up on the text within its time limit
     "cancelled_by_driver",

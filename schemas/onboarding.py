@@ -117,3 +117,6 @@ class Registration(BaseModel):
     status: str | None = None
     activation: Activation | None = None
     time_zone: str | None = None
+    # The one-time code the driver puts into the calendar's description to prove it is theirs
+    # (None: proven already, or a registration recorded before proofs existed).
+    calendar_code: str | None = None

@@ -61,6 +61,7 @@ class TelegramUpdateReceived(BaseModel):
     reply_to_message_id: int | None = None  # the message this one replies to (an order's card?)
     forwarded_from: str | None = None  # who wrote a forwarded message (a dispatcher, a client)
     file_id: str | None = None  # the picture of a "photo" message (Telegram's file id, fetched with getFile)
+    chat_type: str | None = None  # Telegram's: private, group, supergroup, channel (None: not said)
 
     @field_validator("text", "sender_name", "callback_data", "forwarded_from", mode="before")
     @classmethod

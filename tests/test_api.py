@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from autodispatch import tenants
 from autodispatch.api.auth import issue_jwt
 from autodispatch.api.openapi import build_document
-from autodispatch.api.routes import ENDPOINTS
+from autodispatch.api.routes import DENIALS, ENDPOINTS
 from autodispatch.db import system_tx
 from autodispatch.embedded import EmbeddedTemporal
 from autodispatch.stack import Stack
@@ -221,10 +221,13 @@ async def test_forged_and_malformed_keys_are_401(api: Api) -> None:
     forged = t.admin_key[:-4] + ("AAAA" if not t.admin_key.endswith("AAAA") else "BBBB")
     assert_error(*await call(api, "GET", "/me", forged), 401, "unknown API key")
     assert_error(*await call(api, "GET", "/me", headers={"X-API-Key": "adk.short"}), 401, "malformed API key")
-    # Filed under the tenant the forged key claims.
-    assert [r["details"]["code"] for r in await audit_rows(api.pool, t.tenant_id, "api_denied")] == [
-        "invalid_api_key"
-    ]
+    # A forged key proves nothing of the tenant it names: filed under `system`, the claim in the row.
+    assert await audit_rows(api.pool, t.tenant_id, "api_denied") == []
+    forged_rows = [
+        r for r in await audit_rows(api.pool, "system", "api_denied")
+        if r["details"].get("claimed_tenant") == t.tenant_id
+    ]  # fmt: skip
+    assert [r["details"]["code"] for r in forged_rows] == ["invalid_api_key"]
 
 
 async def test_expired_jwt_is_401(api: Api) -> None:
@@ -257,8 +260,20 @@ async def test_tampered_jwt_is_401_and_audited(api: Api) -> None:
     assert_error(*await call(api, "GET", "/me", other), 401, "signature")
     unsigned = jwt.encode(claims, None, algorithm="none")
     assert_error(*await call(api, "GET", "/me", unsigned), 401, "not accepted")
-    codes = [r["details"]["code"] for r in await audit_rows(api.pool, t.tenant_id, "api_denied")]
-    assert codes == ["invalid_token"] * 3
+    # Three forged tokens naming the tenant: nothing in its log; under `system`, the first one's row at
+    # once and the other two counted into one aggregated row per window.
+    assert await audit_rows(api.pool, t.tenant_id, "api_denied") == []
+    claimed = [
+        r for r in await audit_rows(api.pool, "system", "api_denied")
+        if r["details"].get("claimed_tenant") == t.tenant_id
+    ]  # fmt: skip
+    assert [r["details"]["code"] for r in claimed] == ["invalid_token"]
+    await api.app[DENIALS].flush(everything=True)
+    (aggregated,) = [
+        r for r in await audit_rows(api.pool, "system", "denials_aggregated")
+        if r["details"].get("claimed_tenant") == t.tenant_id
+    ]  # fmt: skip
+    assert aggregated["details"]["count"] == 3 and aggregated["details"]["reasons"] == {"invalid_token": 3}
 
 
 async def test_jwt_missing_claims_or_unknown_tenant_is_401(api: Api) -> None:

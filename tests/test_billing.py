@@ -796,6 +796,7 @@ async def test_warns_three_days_before_and_deactivates_at_the_end(
     actions = [a["action"] for a in await admin.read_audit(postgres.pool, tenant=tenant)]
     assert actions == [
         "driver_added",
+        "calendar_ownership_vouched",
         "subscription_activated",
         "subscription_warned",
         "subscription_expired",

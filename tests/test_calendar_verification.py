@@ -243,6 +243,7 @@ async def test_driver_approve_and_verify_commands(
 
     assert await audit_actions(postgres, tenant) == [
         "driver_added",
+        "calendar_ownership_vouched",  # added by the owner's own hand (admin.add_driver)
         "calendar_check_failed",  # approve: not shared
         "calendar_check_failed",  # verify: read-only
         "calendar_check_failed",  # approve: read-only

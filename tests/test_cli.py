@@ -46,7 +46,10 @@ def test_driver_add_list_disable_and_audit(postgres: Postgres) -> None:
 
     audit = cli(postgres, "audit", "--tenant", tenant, "--json")
     assert audit.returncode == 0, audit.stderr
-    assert [r["action"] for r in json.loads(audit.stdout)] == ["driver_added", "driver_disabled"]
+    # --no-verify: the owner vouched for the calendar, on record.
+    actions = [r["action"] for r in json.loads(audit.stdout)]
+    assert actions == ["driver_added", "calendar_ownership_vouched", "driver_disabled"]
+    assert json.loads(audit.stdout)[1]["details"]["actor"].startswith("cli:")
 
 
 def test_bad_admin_input_gets_one_clear_line(postgres: Postgres) -> None:

@@ -274,11 +274,12 @@ async def test_calendar_writes_with_the_drivers_grant_and_a_revoked_one_is_class
     with pytest.raises(ApplicationError):
         await asyncio.to_thread(ActivityEnvironment().run, agenda.list_agenda_events, anonymous)
 
-    # Cancel without naming the driver (an input from before it carried one): found by calendar.
+    # Cancel naming the tenant but not the driver: the tenant's one driver of that calendar (naming no
+    # tenant at all, no grant is looked up by calendar id: tests/test_calendar_ownership.py).
     assert await asyncio.to_thread(
         ActivityEnvironment().run,
         acts.cancel_event,
-        CancelEventInput(calendar_id=email, event_id=req.event_id),
+        CancelEventInput(calendar_id=email, event_id=req.event_id, tenant_id=driver.tenant_id),  # type: ignore[attr-defined]
     )
 
     # Revoked in the Google account: invalid_grant → CalendarGrantRevoked, the grant is marked.

@@ -76,6 +76,12 @@ async def test_start_to_first_order_through_the_running_stack(
         handle = stack.client.get_workflow_handle(onboarding_workflow_id(stack.bot.id, chat))
         assert (await handle.result())["outcome"] == "registered"
 
+        # Shared is not owned: the driver is told to prove it with the row's code, and does.
+        proof_code = driver["calendar_code"]
+        assert proof_code and proof_code in done
+        proof = await say("завтра 9:30 Внуково → Тверская 7, 2500₽")
+        assert "🔒" in proof and proof_code in proof and unshared in proof
+        outside.google.set_description(unshared, f"Ivan's work calendar {proof_code}")
         # Pending: orders are refused until the admin approves.
         assert "ожидает подтверждения" in await say("завтра 9:30 Внуково → Тверская 7, 2500₽")
         base = f"http://{settings.http_host}:{settings.http_port}/api/v1"
@@ -102,6 +108,9 @@ async def test_start_to_first_order_through_the_running_stack(
         for action in ("tenant_chosen", "calendar_check_failed", "calendar_verified", "driver_registered",
                        "onboarding_registered"):  # fmt: skip
             assert (fleet["tenant_id"], action) in by_tenant, action
+        proven = [r for r in await admin.read_audit(stack.pool, tenant=fleet["tenant_id"])
+                  if r["action"] == "calendar_ownership_proven"]  # fmt: skip
+        assert [r["details"]["proof"] for r in proven] == ["description"]
         failed = [r["details"]["status"] for r in rows if r["action"] == "calendar_check_failed"]
         assert failed == ["not_found_or_not_shared", "read_only"]
         approved = await admin.read_audit(stack.pool, tenant=fleet["tenant_id"])

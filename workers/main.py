@@ -21,6 +21,7 @@ from autodispatch.temporal import sdk_metrics_address
 from bot.dispatcher import make_bot
 from bot.server import add_metrics_route
 from workers.day import start_agenda_reconciler
+from workers.retention import start_retention_schedule
 from workers.worker import build_workers
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ async def run_worker(
     fleet = None
     if outbound:  # morning agendas: the shared worker keeps every driver's Schedule in line
         await start_agenda_reconciler(client, task_queue)
+        await start_retention_schedule(client, task_queue)
         # The tenants' own bots' outbound queues (docs/bots.md), each with its own budget.
         from autodispatch.fleet import BotFleet
 

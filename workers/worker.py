@@ -20,12 +20,14 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.billing import BillingActivities
 from activities.calendar import CalendarActivities, CalendarService
+from activities.calendar_proof import CalendarOwnership
 from activities.llm import LlmActivities
 from activities.oauth import OAuthActivities, OAuthGrants
 from activities.onboarding import OnboardingActivities, OnboardingRouter
 from activities.orders import OrderStarter
 from activities.parsing import ParseActivities
 from activities.pictures import PictureActivities
+from activities.retention import RetentionActivities
 from activities.store import StoreActivities
 from activities.telegram import Revoked, SendPacer, TelegramActivities
 from autodispatch.bots import BotDirectory
@@ -41,6 +43,7 @@ from workflows.main import MainWorkflow
 from workflows.oauth import CalendarConnectedWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.order import OrderWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.subscription import InvoiceWorkflow, SubscriptionWorkflow
 
 log = logging.getLogger(__name__)
@@ -53,12 +56,13 @@ WORKFLOWS: Sequence[type] = (
     InvoiceWorkflow,
     OnboardingWorkflow,  # #6 phase 2: the new driver's dialogue
     CalendarConnectedWorkflow,  # #6 phase 4: after /connect, resume orders paused on a revoked grant
+    RetentionWorkflow,  # old audit rows and sent replies deleted, daily
 )
 WORKFLOWS = (*WORKFLOWS, *DAY_WORKFLOWS)  # the driver's day (#5): agenda, settings
 
 
 def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, settings: Settings) -> list:
-    store = StoreActivities(pool)
+    store = StoreActivities(pool, CalendarOwnership(pool, calendar))
     telegram = TelegramActivities(bot, pool)
     if calendar.grants is None and settings.oauth_configured:
         # Drivers who connected their own calendar with /connect are written with their own grant.
@@ -107,6 +111,7 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
         pictures.read_picture,
         OrderStarter().start_order_workflow,
         llm.parse_with_llm,
+        RetentionActivities(pool, settings).apply_retention,
     ]
 
 

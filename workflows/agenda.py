@@ -99,6 +99,8 @@ class AgendaWorkflow:
             return AgendaResult(outcome="skipped", reason="driver_gone")  # no tenant left to audit under
         if driver.status != "active":
             return await self._finish(req, AgendaResult(outcome="skipped", reason="driver_not_active"))
+        if not driver.calendar_proven:  # nobody reads a calendar its driver has not proven theirs
+            return await self._finish(req, AgendaResult(outcome="skipped", reason="calendar_unproven"))
         if req.kind == "morning" and not driver.settings.agenda_enabled:
             return await self._finish(req, AgendaResult(outcome="skipped", reason="agenda_off"))
 

@@ -70,6 +70,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.steps import UnreadableMessage, unreadable_on_parse_timeout
 
 
+# What an unproven calendar's driver may still do: none of them reads or writes the calendar.
+PROOF_FREE_COMMANDS = frozenset({"/connect", "/disconnect"})
 # The step that reads order screenshots (OCR) before the parser.
 PICTURE_PATCH = "order-screenshots"
 
@@ -212,6 +214,20 @@ class MainWorkflow:
         if driver.settings.language:  # the driver's /settings choice beats their Telegram app's language
             lang = driver.settings.language
 
+        if (
+            not driver.calendar_proven
+            and driver.status != "disabled"
+            and update.kind != "callback"
+            and texts.command_name(update.text) not in PROOF_FREE_COMMANDS
+        ):
+            # Naming a calendar is not owning it: nothing is read from or written to it until the row
+            # carries a proof (a button on an earlier card acts on its own order's calendar; /connect
+            # may be the proof itself: the driver's own Google account).
+            return await self._end(
+                update, "calendar_unproven", "refusal",
+                texts.t(lang, "calendar_prove", calendar_id=driver.calendar_id, code=driver.calendar_code or "?"),
+                calendar_id=driver.calendar_id,
+            )  # fmt: skip
         if driver.status != "active":
             key = "driver_pending" if driver.status == "pending" else "driver_disabled"
             return await self._end(update, "driver_disabled", "refusal", texts.t(lang, key))

@@ -323,7 +323,10 @@ class OnboardingWorkflow:
         key = "onb_done_payment" if reg.activation == "payment" else "onb_done_approval"
         if reg.status == "active":
             key = "onb_done_active"  # approved already (a retry after the admin was quicker)
-        await self._say(n, update, texts.t(lang, key, calendar_id=calendar_id, tenant=s.tenant.name))
+        done = texts.t(lang, key, calendar_id=calendar_id, tenant=s.tenant.name)
+        if reg.calendar_code:  # sharing made it reachable; only its owner can make it theirs
+            done += "\n\n" + texts.t(lang, "calendar_prove_after", code=reg.calendar_code)
+        await self._say(n, update, done)
         self._record("outcome", "onboarding_registered", status=reg.status, activation=reg.activation)
         return OnboardingResult(
             outcome="registered", tenant_id=s.tenant.tenant_id, calendar_id=calendar_id, status=reg.status

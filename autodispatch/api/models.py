@@ -123,6 +123,16 @@ class Driver(BaseModel):
     status: DriverStatus
     created_at: datetime
     updated_at: datetime
+    calendar_proof: str | None = Field(
+        default=None,
+        description="how the driver proved the calendar is theirs (description, oauth, owner, legacy); "
+        "null: not yet, the bot neither reads nor writes it",
+    )
+    calendar_code: str | None = Field(
+        default=None,
+        description="while unproven: the one-time code the driver puts into the calendar's description "
+        "(the bot tells them how); every change of calendar_id issues a new one",
+    )
 
 
 class DriverList(BaseModel):

@@ -27,6 +27,7 @@ from autodispatch.api.openapi import API_PREFIX, Endpoint, build_document
 from autodispatch.db import SYSTEM_TENANT, system_tx
 from autodispatch.settings import Settings
 from schemas.telegram import INT64_MAX, INT64_MIN
+from bot.strangers import DenialTally
 
 log = logging.getLogger(__name__)
 # Fire-and-forget tasks kept referenced until done (the event loop holds only weak references).
@@ -35,6 +36,7 @@ _BACKGROUND: set[asyncio.Task[Any]] = set()
 POOL = web.AppKey("autodispatch_pool", asyncpg.Pool)
 SETTINGS = web.AppKey("autodispatch_settings", Settings)
 DOCUMENT = web.AppKey("autodispatch_openapi", dict)
+DENIALS = web.AppKey("autodispatch_denials", DenialTally)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -450,19 +452,40 @@ async def _denied(
     return error_response(exc.status, exc.code, exc.message, **headers)
 
 
+# 401s whose tenant the caller proved by a secret of it (a real key, revoked; a token we signed, expired;
+# a credential whose tenant or driver was disabled). Any other claim is only what the caller typed.
+_TENANT_PROVEN = {"revoked_api_key", "token_expired", "tenant_disabled", "unknown_driver", "driver_disabled"}
+
+
 async def record_denial(
     pool: asyncpg.Pool, request: web.Request, exc: AuthError, principal: Principal | None
 ) -> None:
-    """One audit row per 401/403, in the tenant the caller claimed (if it exists), else `system`."""
+    """An audit row per 403 (an authenticated caller), in its tenant. A 401 is filed under its tenant
+    only when the caller proved that tenant; an unverified claim goes under `system`, and per caller
+    (address, code, claimed tenant) one row is written at once and the rest of the window's are counted
+    into one aggregated row: forged requests cannot fill a tenant's log, nor anyone's."""
+    proven = principal is not None or exc.code in _TENANT_PROVEN
     tenant = principal.tenant_id if principal is not None else exc.claimed_tenant
     actor = f"{principal.role}:{principal.tenant_id}:{principal.subject}" if principal else "anonymous"
+    details = dict(exc.details)
     async with system_tx(pool) as conn:
-        if tenant is None or not await conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant):
-            tenant = SYSTEM_TENANT
+        exists = tenant is not None and bool(
+            await conn.fetchval("SELECT 1 FROM tenants WHERE tenant_id = $1", tenant)
+        )
+        if not proven:
+            if exc.claimed_tenant is not None:
+                details["claimed_tenant"] = exc.claimed_tenant[:100]
+            tally: DenialTally = request.app[DENIALS]
+            key = f"api:{request.remote}:{exc.code}:{tenant if exists else '-'}"
+            if not tally.count(
+                key, exc.code, remote=request.remote, claimed_tenant=tenant if exists else None
+            ):
+                return  # counted into the window's aggregated row
+            tenant, exists = SYSTEM_TENANT, True
         await tenants.audit(
-            conn, tenant, "api_denied", source="api", actor=actor, outcome="denied", status=exc.status,
-            code=exc.code, reason=exc.message, method=request.method, path=request.path,
-            remote=request.remote, **exc.details,
+            conn, tenant if exists else SYSTEM_TENANT, "api_denied", source="api", actor=actor,
+            outcome="denied", status=exc.status, code=exc.code, reason=exc.message, method=request.method,
+            path=request.path, remote=request.remote, **details,
         )  # fmt: skip
 
 
@@ -502,6 +525,16 @@ def build_api_app(pool: asyncpg.Pool, settings: Settings) -> web.Application:
     api[POOL] = pool
     api[SETTINGS] = settings
     api[DOCUMENT] = build_document(ENDPOINTS)
+    api[DENIALS] = denials = DenialTally(pool, settings.denial_window_seconds, workflow_id="api")
+
+    async def start_denials(_: web.Application) -> None:
+        await denials.start()
+
+    async def stop_denials(_: web.Application) -> None:
+        await denials.stop()
+
+    api.on_startup.append(start_denials)
+    api.on_cleanup.append(stop_denials)
     for e in ENDPOINTS:
         api.router.add_route(e.method, e.path, _wrap(e))
     return api
@@ -509,4 +542,6 @@ def build_api_app(pool: asyncpg.Pool, settings: Settings) -> web.Application:
 
 def add_api_routes(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> None:
     """Mount /api/v1 on the server's app (a sub-application: its errors middleware stays under /api/v1)."""
-    app.add_subapp(API_PREFIX, build_api_app(pool, settings))
+    api = build_api_app(pool, settings)
+    app[DENIALS] = api[DENIALS]  # the denials tally, for whoever runs the server (and its tests)
+    app.add_subapp(API_PREFIX, api)

@@ -29,6 +29,7 @@ def received_from(
         reply_to_message_id=message.reply_to_message.message_id if message.reply_to_message else None,
         forwarded_from=_forwarded_from(message),
         file_id=file_id,
+        chat_type=message.chat.type,
     )
 
 
@@ -72,4 +73,5 @@ def received_from_callback(bot_id: int, update: Update, callback: CallbackQuery)
         callback_data=callback.data,
         callback_query_id=callback.id,
         reply_task_queue=outbound_task_queue(bot_id),
+        chat_type=message.chat.type if message else "private",
     )
