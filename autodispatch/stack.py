@@ -58,8 +58,8 @@ from bot.server import (
     add_webhook_route,
     traced,
 )
-from schemas.billing import billing_settings
 from bot.strangers import DenialTally, StrangerGate, StrangerPolicy
+from schemas.billing import billing_settings
 from schemas.telegram import outbound_task_queue
 from workers.day import start_agenda_reconciler
 from workers.retention import start_retention_schedule

@@ -26,8 +26,8 @@ from autodispatch.api.auth import AuthError, Principal, Role, authenticate
 from autodispatch.api.openapi import API_PREFIX, Endpoint, build_document
 from autodispatch.db import SYSTEM_TENANT, system_tx
 from autodispatch.settings import Settings
-from schemas.telegram import INT64_MAX, INT64_MIN
 from bot.strangers import DenialTally
+from schemas.telegram import INT64_MAX, INT64_MIN
 
 log = logging.getLogger(__name__)
 # Fire-and-forget tasks kept referenced until done (the event loop holds only weak references).
