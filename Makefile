@@ -31,10 +31,13 @@ install: os-packages $(STAMP) tools
 run: os-packages $(STAMP)
 	$(BIN)/autodispatch up
 
+# Test files spread over TEST_WORKERS processes (pytest-xdist), each with its own servers; 0: one process.
+TEST_WORKERS ?= 2
+
 test: os-packages $(STAMP) tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/autodispatch bench --scenario all

@@ -22,8 +22,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.parsing import ParseActivities, ParserProcess
 from autodispatch.db import system_tx
 from autodispatch.embedded import EmbeddedTemporal
+from autodispatch.settings import Settings
 from bot.dispatcher import build_dispatcher, make_bot
 from bot.edge import ChatRouting, TemporalEdge
+from schemas.billing import billing_settings
 from schemas.order import PARSE_TIMEOUT_ERROR, ParsedMessage
 from schemas.store import ParseOrderInput
 from schemas.telegram import TelegramUpdateReceived, main_workflow_id
@@ -62,7 +64,7 @@ async def test_ten_thousand_generated_updates_through_conversion_routing_and_the
 ) -> None:
     bot = make_bot(new_bot_token(), outside.telegram.base_url)  # getMe for commands naming a bot
     edge = ListEdge()
-    dp = build_dispatcher(edge)
+    dp = build_dispatcher(edge, billing_settings(Settings(_env_file=None)))  # type: ignore[call-arg]
     parser = ParseActivities(ParserProcess(time_limit=3.0))
     drivers = [unique_chat_id() for _ in range(5)]
     generated = UpdateFuzzer(SEED, drivers=drivers).take(10_000)

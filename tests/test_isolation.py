@@ -20,6 +20,7 @@ CROSS_TENANT_INDEXES = {
     "tenants_name_key": "tenant names are unique across tenants",
     "drivers_chat_id_key": "one Telegram chat is one driver in one tenant",
     "billing_events_provider_event_id_key": "a provider's event id is recognised whichever tenant it names",
+    "tenant_bots_bot_id_key": "a Telegram bot is one tenant's; an update names only the bot",
 }
 
 

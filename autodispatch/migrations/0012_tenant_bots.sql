@@ -4,7 +4,7 @@
 -- stops accepting (401) is paused, not removed: registering the new token resumes it.
 
 CREATE TABLE tenant_bots (
-    bot_id          bigint PRIMARY KEY,  -- Telegram's id of the bot (the token's prefix)
+    bot_id          bigint NOT NULL UNIQUE,  -- Telegram's id of the bot (the token's prefix): one tenant's
     tenant_id       text NOT NULL REFERENCES tenants (tenant_id) ON DELETE CASCADE,
     username        text NOT NULL,
     token           text NOT NULL,
@@ -13,9 +13,9 @@ CREATE TABLE tenant_bots (
     paused_reason   text,
     paused_at       timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, bot_id)
 );
-CREATE INDEX tenant_bots_tenant ON tenant_bots (tenant_id);
 
 ALTER TABLE tenant_bots ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tenant_bots FORCE ROW LEVEL SECURITY;
