@@ -139,10 +139,11 @@ class OnboardingActivities:
 
     @activity.defn(name="onboarding_check_calendar")
     def check_calendar(self, req: CheckCalendarInput) -> CalendarAccess:
-        """The phase 1 probe (read, write a probe event, delete it), as the service account. Synchronous
+        """The phase 1 check, as the service account: the calendar's metadata only, since nobody has proved
+        yet that the calendar is this driver's (no probe event is written into it). Synchronous
         (google-api-python-client): runs on the worker's thread pool. Never raises for what Google
         answers: the status says what is wrong, for the driver."""
-        return verify_calendar_access(self.calendar, req.calendar_id)
+        return verify_calendar_access(self.calendar, req.calendar_id, write_probe=False)
 
     @activity.defn(name="onboarding_register_driver")
     async def register_driver(self, req: RegisterDriverInput) -> Registration:

@@ -120,8 +120,34 @@ def _delete(calendar: CalendarService, calendar_id: str, event_id: str) -> bool:
     return True
 
 
-def verify_calendar_access(calendar: CalendarService, calendar_id: str) -> CalendarAccess:
-    """Can we read `calendar_id` and write to it? Leaves nothing behind (the probe event is deleted)."""
+def _metadata_only(
+    base: dict[str, Any], meta: dict[str, Any], calendar_id: str, who: str, not_shared: str
+) -> CalendarAccess:
+    """The verdict from the metadata alone: no summary means calendars.get did not answer for it."""
+    if meta["summary"] is None and meta["timeZone"] is None:
+        return CalendarAccess(**base, status="not_found_or_not_shared", message=not_shared)
+    if meta["role"] in ("reader", "freeBusyReader"):
+        return CalendarAccess(
+            **base,
+            status="read_only",
+            message=f"calendar {calendar_id!r} is shared with {who} read-only (shared as {meta['role']}). "
+            "The driver must change that permission to 'Make changes to events'",
+        )
+    return CalendarAccess(
+        **base,
+        status="ok",
+        message=f"calendar {calendar_id!r} is shared with {who}; writing is checked once the driver "
+        "has proved the calendar is theirs",
+    )
+
+
+def verify_calendar_access(
+    calendar: CalendarService, calendar_id: str, *, write_probe: bool = True
+) -> CalendarAccess:
+    """Can we read `calendar_id` and write to it? Leaves nothing behind (the probe event is deleted).
+
+    `write_probe` False: only the calendar's metadata is read, for a calendar nobody has proved to be
+    the driver's yet (onboarding): naming a calendar must not let anyone write into it, even a probe."""
     who = _who(calendar)
     base: dict[str, Any] = {"calendar_id": calendar_id, "account": calendar.service_account_email}
     not_shared = (
@@ -142,6 +168,8 @@ def verify_calendar_access(calendar: CalendarService, calendar_id: str) -> Calen
             # Not decisive on its own: a proxy or a minimal Calendar endpoint may serve events only.
             # The write probe below says whether the calendar exists and is shared with us.
         base.update(access_role=meta["role"], summary=meta["summary"], time_zone=meta["timeZone"])
+        if not write_probe:
+            return _metadata_only(base, meta, calendar_id, who, not_shared)
         try:
             leftover = _probe(calendar, calendar_id)
         except HttpError as exc:

@@ -60,6 +60,22 @@ async def test_shared_for_writing_is_ok_and_the_probe_leaves_nothing(outside: Ou
     assert listed["items"] == []
 
 
+async def test_an_unproved_calendar_is_only_read_never_written(outside: Outside) -> None:
+    """Onboarding checks a calendar nobody has proved is the driver's: metadata only, no probe event."""
+    info, email = service_account(outside)
+    service = CalendarService(outside.google.calendar_api_root, service_account_info=info)
+    writable, read_only, unshared = (
+        new_calendar(outside, {email: "writer"}), new_calendar(outside, {email: "reader"}), new_calendar(outside),
+    )  # fmt: skip
+    verdicts = [
+        await asyncio.to_thread(verify_calendar_access, service, c, write_probe=False)
+        for c in (writable, read_only, unshared)
+    ]
+    assert [v.status for v in verdicts] == ["ok", "read_only", "not_found_or_not_shared"]
+    for calendar_id in (writable, read_only, unshared):
+        assert outside.google.events(calendar_id) == [], "nothing may be written into an unproved calendar"
+
+
 async def test_not_shared_and_missing_calendars_say_what_to_share(outside: Outside) -> None:
     info, email = service_account(outside)
     service = CalendarService(outside.google.calendar_api_root, service_account_info=info)
