@@ -50,7 +50,11 @@ class StoreActivities:
                 req.chat_id, req.bot_id,
             )  # fmt: skip
         if row is None:
-            return DriverLookup()
+            if req.bot_id is None:
+                return DriverLookup()
+            async with system_tx(self.pool) as conn:
+                owner = await conn.fetchval("SELECT tenant_id FROM tenant_bots WHERE bot_id = $1", req.bot_id)
+            return DriverLookup(bot_tenant_id=owner)
         status = row["status"] if row["tenant_status"] == "active" else "disabled"
         proven = row["calendar_proof"] is not None
         if not proven and status != "disabled" and self.ownership is not None:

@@ -51,3 +51,5 @@ class DriverLookup(BaseModel):
     driver: Driver | None = None
     # A MainWorkflow of this chat that is waiting for the driver's answer to a question.
     pending_question_workflow_id: str | None = None
+    # An unknown chat that wrote to a tenant's own bot is that tenant's stranger (audited under it).
+    bot_tenant_id: str | None = None

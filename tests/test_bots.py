@@ -120,6 +120,9 @@ async def test_a_fleets_own_bot_serves_its_drivers_and_no_one_elses(
         (refusal,) = texts_to(outside, token_b, chat_a)
         assert str(chat_a) in refusal
         assert await audit_actions(stack, tenant_a, "event_created") == []
+        # ... and B's stranger: the refusal is in B's audit log, nothing of it in A's.
+        refused = [r for r in await audit_actions(stack, tenant_b, "unknown_chat") if r["chat_id"] == chat_a]
+        assert refused and await audit_actions(stack, tenant_a, "unknown_chat") == []
         home = send(outside, stack, chat_a, ORDER)
         assert await outcome(stack, stack.bot.id, home["update_id"]) == "event_created"  # type: ignore[union-attr]
 

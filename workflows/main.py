@@ -197,6 +197,10 @@ class MainWorkflow:
         lookup = await steps.lookup_driver(update.chat_id, update.bot_id)
         driver = lookup.driver
         if driver is None:
+            if lookup.bot_tenant_id:  # a stranger of the tenant whose own bot this is
+                self._tenant_id = lookup.bot_tenant_id
+                for row in self._audit:
+                    row.tenant_id = lookup.bot_tenant_id
             return await self._on_unknown_chat(update, lang)
 
         # From here on everything belongs to the driver's tenant (the received row too).
