@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from autodispatch import metrics
+from autodispatch.bots import BotDirectory
 from autodispatch.db import tenant_tx
 from autodispatch.texts import bt
 from schemas.billing import (
@@ -40,11 +41,21 @@ _AUDIT_ACTIONS = {
 
 class BillingActivities:
     def __init__(
-        self, pool: asyncpg.Pool, bot: Bot | None = None, billing: BillingSettings | None = None
+        self,
+        pool: asyncpg.Pool,
+        bot: Bot | None = None,
+        billing: BillingSettings | None = None,
+        bots: BotDirectory | None = None,
     ) -> None:
         self.pool = pool
         self.bot = bot
         self.billing = billing or BillingSettings()
+        self.bots = bots  # tenants' own bots: an invoice comes from the bot the driver asked
+
+    async def _bot_for(self, bot_id: int | None) -> Bot | None:
+        if self.bot is not None and self.bots is not None and bot_id is not None and bot_id != self.bot.id:
+            return await self.bots.get(bot_id) or self.bot
+        return self.bot
 
     @activity.defn(name="billing_apply_change")
     async def apply_change(self, req: SubscriptionChange) -> SubscriptionChangeResult:
@@ -164,7 +175,8 @@ class BillingActivities:
     async def send_invoice(self, req: SendInvoiceInput) -> InvoiceSent:
         """A Telegram invoice for one period, sent at most once per (workflow, step) through the outbox."""
         cfg = self.billing
-        if self.bot is None or not cfg.invoices_enabled or cfg.price_minor is None:
+        bot = await self._bot_for(req.bot_id)
+        if bot is None or not cfg.invoices_enabled or cfg.price_minor is None:
             raise ApplicationError(
                 "Telegram payments are not configured (AUTODISPATCH_BILLING_PRICE_MINOR and "
                 "AUTODISPATCH_TELEGRAM_PAYMENTS_PROVIDER_TOKEN, or AUTODISPATCH_BILLING_CURRENCY=XTR)",
@@ -191,7 +203,7 @@ class BillingActivities:
                     amount=cfg.price_minor, currency=cfg.currency,
                 )  # fmt: skip
             try:
-                msg = await self.bot.send_invoice(
+                msg = await bot.send_invoice(
                     chat_id=req.chat_id,
                     title=bt(lang, "invoice_title"),
                     description=bt(lang, "invoice_description", days=days),

@@ -171,6 +171,8 @@ class SendInvoiceInput(BaseModel):
     step: str
     chat_id: int
     language: str = "ru"
+    # The bot the driver asked (/subscribe) through: a fleet's own bot sends its own invoice.
+    bot_id: int | None = None
 
 
 class InvoiceSent(BaseModel):

@@ -344,3 +344,26 @@ async def test_the_cli_adds_lists_and_removes_a_bot(
     assert code == 0 and out.startswith("re-encrypted")
     assert (await cli("bot", "remove", "--tenant", tenant, "--bot", str(bot_id)))[0] == 0
     assert json.loads((await cli("bot", "list", "--tenant", tenant, "--json"))[1]) == []
+
+
+async def test_a_fleets_bot_sends_its_own_invoice(
+    tmp_path: Path, postgres: Postgres, temporal_dev: EmbeddedTemporal, outside: Outside
+) -> None:
+    """/subscribe on a fleet's bot: the invoice comes from that bot (its payment then arrives there)."""
+    settings = stack_settings(
+        tmp_path, postgres, temporal_dev, outside, oauth_token_keys=generate_key(),
+        billing_price_minor=49_900, telegram_payments_provider_token="284685063:TEST:sandbox",
+    )  # fmt: skip
+    default_token = settings.telegram_bot_token.get_secret_value()  # type: ignore[union-attr]
+    async with running(settings) as stack:
+        chat, _, tenant = await new_driver(stack, outside)
+        token = new_bot_token()
+        await register(stack, tenant, token)
+        user_writes(outside, token, chat, "/subscribe")
+
+        def invoices(on: str) -> list[dict]:
+            return [m for m in outside.telegram.sent(on, chat) if m["method"] == "sendInvoice"]
+
+        (invoice,) = await until(lambda: invoices(token), what="the invoice from the fleet's bot")
+        assert invoice["invoice"]["total_amount"] == 49_900
+        assert invoices(default_token) == []

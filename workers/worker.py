@@ -71,15 +71,14 @@ def build_activities(pool: asyncpg.Pool, bot: Bot, calendar: CalendarService, se
     cal = CalendarActivities(calendar, default_duration_minutes=settings.event_duration_minutes)
     parse = ParseActivities()
     api_base = api_base_of(bot)
-    pictures = PictureActivities(
-        bot, bots=BotDirectory(pool, settings, lambda token: make_bot(token, api_base))
-    )
+    fleet_bots = BotDirectory(pool, settings, lambda token: make_bot(token, api_base))
+    pictures = PictureActivities(bot, bots=fleet_bots)
     llm = LlmActivities(
         settings.llm_base_url,
         settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
         settings.llm_model,
     )
-    billing = BillingActivities(pool, bot, billing_settings(settings))
+    billing = BillingActivities(pool, bot, billing_settings(settings), bots=fleet_bots)
     onboarding = OnboardingActivities(pool, calendar, settings.onboarding_default_tenant)
     return [
         billing.apply_change,

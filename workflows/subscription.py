@@ -256,8 +256,13 @@ class InvoiceWorkflow:
             sent: InvoiceSent = await workflow.execute_activity_method(
                 BillingActivities.send_invoice,
                 SendInvoiceInput(
-                    tenant_id=tenant_id, workflow_id=wf, step="invoice", chat_id=update.chat_id, language=lang
-                ),
+                    tenant_id=tenant_id,
+                    workflow_id=wf,
+                    step="invoice",
+                    chat_id=update.chat_id,
+                    language=lang,
+                    bot_id=update.bot_id,
+                ),  # fmt: skip
                 start_to_close_timeout=policies.TELEGRAM_TIMEOUT,
                 schedule_to_close_timeout=policies.TELEGRAM_GIVE_UP,
                 retry_policy=policies.TELEGRAM_RETRY,
