@@ -90,6 +90,11 @@ class Emulators:
             {"chat_id": chat_id, "text": text, "from": sender},
         )  # fmt: skip
 
+    async def webhook_pending(self, token: str) -> int:
+        """Updates Telegram still holds for the bot's webhook (getWebhookInfo)."""
+        info = await self._json("GET", f"{self.telegram}/bot{token}/getWebhookInfo")
+        return int(info["result"].get("pending_update_count", 0))
+
     async def sent(self, token: str, since: float | None = None) -> list[dict[str, Any]]:
         query = f"?since={since!r}" if since is not None else ""
         return await self._json("GET", f"{self.telegram}/_emulator/bots/{token}/sent{query}")

@@ -91,6 +91,11 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
                          f"the quiet bots' p99 alone {_fmt(r.get('quiet_alone_p99_ms'))} ms, during one bot's "
                          f"{r.get('flood_orders')}-order flood {_fmt(r.get('quiet_in_flood_p99_ms'))} ms "
                          f"(× {_fmt(r.get('quiet_p99_ratio'))}); the flood at {_fmt(r.get('flood_throughput_per_s'))}/s.")  # fmt: skip
+        if name == "strangers":
+            notes.append(f"* strangers: a driver's p99 alone {_fmt(r.get('quiet_alone_p99_ms'))} ms, while "
+                         f"{r.get('strangers')} unknown chats write at once {_fmt(r.get('quiet_in_flood_p99_ms'))} ms "
+                         f"(× {_fmt(r.get('quiet_p99_ratio'))}); Telegram delivered the strangers in "
+                         f"{_fmt(r.get('strangers_delivered_s'))} s.")  # fmt: skip
         if isinstance(r.get("cpu_s"), dict):
             busy = ", ".join(f"{k} {v:.2f}" for k, v in (r.get("cpu_cores_busy") or {}).items())
             notes.append(f"* {name}: cores busy per process (durable run): {busy}; other programs on the "
